@@ -1,0 +1,278 @@
+"""SQLModel families per entity: tables double as schemas, validation rules live once.
+
+Each entity has a base with the fields people may write, the table model, and the
+Create / Update / Public schemas derived from it. Field rules come from validation.py.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlmodel import Field, Relationship, SQLModel
+
+from webapp.settings import get_settings
+from webapp.types import PortableJSON, UTCDateTime, utcnow
+from webapp.validation import (
+    ensure_utc,
+    validate_content,
+    validate_importance,
+    validate_key,
+    validate_namespace,
+    validate_tags,
+    validate_username,
+)
+
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata: MetaData = SQLModel.metadata
+
+
+def _content_rule(value: str) -> str:
+    return validate_content(value, get_settings().content_max_bytes)
+
+
+Namespace = Annotated[str, AfterValidator(validate_namespace)]
+MemoryKey = Annotated[str, AfterValidator(validate_key)]
+Content = Annotated[str, AfterValidator(_content_rule)]
+Tags = Annotated[list[str], BeforeValidator(validate_tags)]
+Importance = Annotated[float, BeforeValidator(validate_importance)]
+Username = Annotated[str, AfterValidator(validate_username)]
+AwareDatetime = Annotated[datetime, AfterValidator(ensure_utc)]
+
+
+def _utc_column(*, nullable: bool, index: bool = False) -> Any:
+    return Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+# --- users -------------------------------------------------------------------------------
+
+
+class UserBase(SQLModel):
+    """Fields of a user that an admin may set."""
+
+    username: Username = Field(max_length=150, sa_column_kwargs={"unique": True})
+    email: str | None = Field(default=None, max_length=320)
+    is_admin: bool = False
+    is_active: bool = True
+
+
+class User(UserBase, table=True):
+    """A person who logs in to the admin app, and whose memories agents keep."""
+
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    password_hash: str = Field(max_length=255)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
+
+    memories: list[LongTermMemory] = Relationship(
+        back_populates="user", sa_relationship_kwargs={"lazy": "raise", "passive_deletes": True}
+    )
+
+
+class UserCreate(UserBase):
+    """Input for creating a user; the password is hashed before it is stored."""
+
+    password: str = Field(min_length=8, max_length=1024)
+
+
+class UserPublic(UserBase):
+    """A user as the API and pages show it (never the password hash)."""
+
+    id: int
+    created_at: datetime
+
+
+# --- memories ----------------------------------------------------------------------------
+
+
+class MemoryState(StrEnum):
+    """deleted = soft-deleted (whatever its expiry); expired = not deleted and past expires_at."""
+
+    active = "active"
+    expired = "expired"
+    deleted = "deleted"
+
+
+class MemoryBase(SQLModel):
+    """Fields of a memory that agents and people write; the SPEC 1 rules apply."""
+
+    namespace: Namespace = Field(max_length=200, index=True)
+    key: MemoryKey = Field(max_length=255)
+    content: Content = Field(sa_type=Text)
+    tags: Tags = Field(default_factory=list, sa_type=PortableJSON)
+    importance: Importance = Field(default=0.5, sa_type=Float, index=True)
+    expires_at: AwareDatetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class LongTermMemory(MemoryBase, table=True):
+    """One thing an agent remembers about a user, unique per (user, namespace, key)."""
+
+    __tablename__ = "long_term_memory"
+    __table_args__ = (
+        UniqueConstraint("user_id", "namespace", "key"),
+        Index("ix_long_term_memory_user_id_namespace", "user_id", "namespace"),
+        Index("ix_long_term_memory_tags_gin", "tags", postgresql_using="gin").ddl_if(
+            dialect="postgresql"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    access_count: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    last_accessed_at: datetime | None = Field(
+        default=None, sa_column=_utc_column(nullable=True)
+    )
+    is_deleted: bool = Field(
+        default=False,
+        sa_column=Column(Boolean, nullable=False, default=False, server_default=text("false")),
+    )
+    deleted_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    version: int = Field(default=1, sa_column=Column(Integer, nullable=False, default=1))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
+
+    user: User | None = Relationship(back_populates="memories", sa_relationship_kwargs={"lazy": "raise"})
+
+    @property
+    def is_expired(self) -> bool:
+        """True once expires_at has passed (a TTL of zero expires at once)."""
+        return self.expires_at is not None and self.expires_at <= utcnow()
+
+    @property
+    def state(self) -> MemoryState:
+        """The one state SPEC 1 assigns: deleted wins over expired."""
+        if self.is_deleted:
+            return MemoryState.deleted
+        if self.is_expired:
+            return MemoryState.expired
+        return MemoryState.active
+
+
+class MemoryCreate(MemoryBase):
+    """Input for remembering a memory (upsert by namespace + key)."""
+
+
+class MemoryUpdate(SQLModel):
+    """A partial edit; `version` is the one the editor saw, checked before writing."""
+
+    content: Content | None = None
+    tags: Tags | None = None
+    importance: Importance | None = None
+    expires_at: AwareDatetime | None = None
+    version: int | None = Field(default=None, ge=1)
+
+
+class MemoryPublic(MemoryBase):
+    """A memory as the API returns it, with the fields the server owns."""
+
+    id: int
+    user_id: int
+    access_count: int
+    last_accessed_at: datetime | None
+    is_deleted: bool
+    deleted_at: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- audit trail -------------------------------------------------------------------------
+
+
+class EventAction(StrEnum):
+    """What a write did; reading is never an event."""
+
+    create = "create"
+    update = "update"
+    delete = "delete"
+    restore = "restore"
+    purge = "purge"
+
+
+class MemoryEvent(SQLModel, table=True):
+    """One write to a memory: who did it, what, and each changed field's old and new value.
+
+    memory_id is deliberately not a foreign key: the trail outlives a purged memory. For
+    `create` the row's own values are the 'new' side; `changes` holds {field: [old, new]}.
+    """
+
+    __tablename__ = "memory_event"
+    __table_args__ = (Index("ix_memory_event_memory_id_id", "memory_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    memory_id: int = Field(sa_column=Column(Integer, nullable=False))
+    user_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    actor: str = Field(sa_column=Column(String(200), nullable=False))
+    actor_user_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    )
+    actor_token_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("api_token.id", ondelete="SET NULL"), nullable=True),
+    )
+    action: EventAction = Field(sa_column=Column(String(16), nullable=False))
+    changes: dict[str, Any] | None = Field(default=None, sa_type=PortableJSON)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
+
+
+# --- API tokens --------------------------------------------------------------------------
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token that acts as its user; only a hash of the secret is kept."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    name: str = Field(sa_column=Column(String(100), nullable=False))
+    token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
+    last_used_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    revoked_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class ApiTokenPublic(SQLModel):
+    """A token as listed: never the secret or its hash."""
+
+    id: int
+    user_id: int
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
