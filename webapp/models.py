@@ -4,11 +4,9 @@ Each entity has a base with the fields people may write, the table model, and th
 Create / Update / Public schemas derived from it. Field rules come from validation.py.
 """
 
-from __future__ import annotations
-
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy import (
@@ -86,7 +84,7 @@ class User(UserBase, table=True):
     password_hash: str = Field(max_length=255)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
 
-    memories: list[LongTermMemory] = Relationship(
+    memories: list["LongTermMemory"] = Relationship(
         back_populates="user", sa_relationship_kwargs={"lazy": "raise", "passive_deletes": True}
     )
 
@@ -145,9 +143,7 @@ class LongTermMemory(MemoryBase, table=True):
         )
     )
     access_count: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
-    last_accessed_at: datetime | None = Field(
-        default=None, sa_column=_utc_column(nullable=True)
-    )
+    last_accessed_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     is_deleted: bool = Field(
         default=False,
         sa_column=Column(Boolean, nullable=False, default=False, server_default=text("false")),
@@ -157,7 +153,9 @@ class LongTermMemory(MemoryBase, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
 
-    user: User | None = Relationship(back_populates="memories", sa_relationship_kwargs={"lazy": "raise"})
+    user: Optional["User"] = Relationship(
+        back_populates="memories", sa_relationship_kwargs={"lazy": "raise"}
+    )
 
     @property
     def is_expired(self) -> bool:
@@ -219,7 +217,8 @@ class MemoryEvent(SQLModel, table=True):
     """One write to a memory: who did it, what, and each changed field's old and new value.
 
     memory_id is deliberately not a foreign key: the trail outlives a purged memory. For
-    `create` the row's own values are the 'new' side; `changes` holds {field: [old, new]}.
+    `create` the row's own values are the new side; `changes` holds
+    {field: {"old": ..., "new": ...}} for each field that changed.
     """
 
     __tablename__ = "memory_event"

@@ -1,0 +1,384 @@
+"""The `memory-admin` command: serve, migrate, users, tokens, import and export.
+
+Every failure is one line on standard error and a non-zero exit, never a traceback
+(set MEMORY_ADMIN_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
+from typing import IO, Any, TypeVar
+
+import click
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from webapp import migrate as migrations
+from webapp.db import create_engine, create_sessionmaker
+from webapp.errors import DatabaseUnavailable, MemoryAdminError
+from webapp.models import UserCreate
+from webapp.settings import ConfigError, Settings, get_settings
+
+T = TypeVar("T")
+PROG = "memory-admin"
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except Exception as exc:  # pydantic's ValidationError lists every bad variable
+        raise ConfigError(_first_line(str(exc))) from exc
+
+
+def _first_line(message: str) -> str:
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return " ".join(lines[:3]) if lines else message
+
+
+def run_with_engine(
+    work: Callable[[AsyncEngine, Settings], Awaitable[T]], *, migrate: bool = True
+) -> T:
+    """Run work with an engine on a migrated database, then dispose of the engine."""
+    settings = _settings()
+
+    async def main() -> T:
+        engine = create_engine(settings)
+        try:
+            if migrate:
+                await ensure_schema(engine, settings)
+            return await work(engine, settings)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+async def ensure_schema(engine: AsyncEngine, settings: Settings) -> None:
+    """Migrate the default SQLite database; refuse any other database until `migrate` ran."""
+    current = await migrations.current_revision(engine)
+    head = migrations.head_revision()
+    if current == head:
+        return
+    if settings.uses_default_database:
+        await migrations.upgrade(engine)
+        return
+    if current is None:
+        raise DatabaseUnavailable(
+            "the database has no memory-admin schema yet; run 'memory-admin migrate' first"
+        )
+    raise DatabaseUnavailable(
+        f"the database schema is at revision {current} but this memory-admin needs {head}; "
+        "run 'memory-admin migrate' first"
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="memory-admin", prog_name=PROG)
+def cli() -> None:
+    """Long-term memory store for AI agents, with a browser admin app.
+
+    The database is DATABASE_URL (default: memory_admin.db in the current folder).
+    """
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the web app (admin pages and the JSON API) with uvicorn."""
+    import uvicorn
+
+    settings = _settings()
+    settings.resolve_secret_key()  # fail now with a clear line, not in every worker
+
+    async def check(engine: AsyncEngine, _settings: Settings) -> int:
+        from webapp.services.users import count_admins
+
+        async with create_sessionmaker(engine)() as session:
+            return await count_admins(session)
+
+    admins = run_with_engine(check)
+    if admins == 0:
+        click.echo(
+            "No admin user yet. Create one with:  memory-admin createuser admin --admin",
+            err=True,
+        )
+    click.echo(f"Serving memory-admin on http://{host}:{port}/", err=True)
+    uvicorn.run(
+        "webapp.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        log_level="info",
+    )
+
+
+@cli.command()
+def migrate() -> None:
+    """Upgrade the database schema to the newest revision."""
+
+    async def work(engine: AsyncEngine, _settings: Settings) -> tuple[str | None, str | None]:
+        before = await migrations.current_revision(engine)
+        await migrations.upgrade(engine)
+        return before, await migrations.current_revision(engine)
+
+    before, after = run_with_engine(work, migrate=False)
+    if before == after:
+        click.echo(f"Database already at revision {after}.")
+    else:
+        click.echo(f"Migrated the database from {before or 'empty'} to revision {after}.")
+
+
+@cli.command()
+@click.argument("username")
+@click.option("--admin", is_flag=True, help="Make the user an administrator.")
+@click.option("--email", default=None, help="Optional e-mail address.")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
+)
+def createuser(username: str, admin: bool, email: str | None, password_stdin: bool) -> None:
+    """Create a user who can log in to the admin app."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt(
+            f"Password for {username}", hide_input=True, confirmation_prompt=True, err=True
+        )
+    data = _validated(UserCreate, username=username, email=email, password=password, is_admin=admin)
+
+    async def work(engine: AsyncEngine, _settings: Settings) -> None:
+        from webapp.services.users import create_user
+
+        async with create_sessionmaker(engine)() as session:
+            await create_user(session, data=data)
+
+    run_with_engine(work)
+    role = "admin" if admin else "user"
+    click.echo(f"Created {role} {username!r}.")
+
+
+def _validated(model: type[Any], **values: Any) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise click.BadParameter(message, param_hint=where) from None
+
+
+@cli.group()
+def token() -> None:
+    """Create and revoke API tokens for agents."""
+
+
+@token.command("create")
+@click.argument("username")
+@click.option("--name", "label", default="cli", show_default=True, help="A label for the token.")
+def token_create(username: str, label: str) -> None:
+    """Create a token acting as USERNAME; the secret is printed once, on the last line."""
+    if not label.strip() or len(label) > 100:
+        raise click.BadParameter("must be 1 to 100 characters", param_hint="--name")
+
+    async def work(engine: AsyncEngine, _settings: Settings) -> tuple[int, str]:
+        from webapp.services.tokens import create_token
+        from webapp.services.users import get_user_by_username
+
+        async with create_sessionmaker(engine)() as session:
+            user = await get_user_by_username(session, username=username)
+            created, secret = await create_token(session, user=user, name=label.strip())
+            assert created.id is not None
+            return created.id, secret
+
+    token_id, secret = run_with_engine(work)
+    click.echo(f"Created API token {token_id} ({label.strip()!r}) for {username!r}.")
+    click.echo("Copy the secret now; it is not shown again:")
+    click.echo(secret)
+
+
+@token.command("revoke")
+@click.argument("token_id", metavar="ID", type=int)
+def token_revoke(token_id: int) -> None:
+    """Revoke the API token with this id."""
+
+    async def work(engine: AsyncEngine, _settings: Settings) -> None:
+        from webapp.services.tokens import revoke_token
+
+        async with create_sessionmaker(engine)() as session:
+            await revoke_token(session, token_id=token_id)
+
+    run_with_engine(work)
+    click.echo(f"Revoked API token {token_id}.")
+
+
+@cli.command("import")
+@click.argument("source", metavar="FILE|-")
+@click.option("--dry-run", is_flag=True, help="Report what would happen; write nothing.")
+def import_(source: str, dry_run: bool) -> None:
+    """Import memories from JSON Lines (one transaction; a bad line writes nothing)."""
+    from webapp.services.transfer import import_jsonl
+
+    stream, total = _open_source(source)
+    started = time.perf_counter()
+    with stream, _progress_bar(total) as advance:
+
+        async def work(engine: AsyncEngine, settings: Settings) -> Any:
+            return await import_jsonl(
+                engine,
+                source=stream,
+                content_max_bytes=settings.content_max_bytes,
+                dry_run=dry_run,
+                progress=advance,
+            )
+
+        report = run_with_engine(work)
+    seconds = time.perf_counter() - started
+    rate = report.lines / seconds if seconds > 0 else 0.0
+    counts = (
+        f"{report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{report.users_created} new users"
+    )
+    if dry_run:
+        click.echo(f"Dry run, nothing written: would give {counts} ({report.lines} lines).")
+    else:
+        click.echo(f"Imported {report.lines} lines: {counts} in {seconds:.1f} s ({rate:,.0f}/s).")
+
+
+def _open_source(source: str) -> tuple[IO[bytes], int | None]:
+    if source == "-":
+        return nullcontext(sys.stdin.buffer), None  # type: ignore[return-value]
+    try:
+        handle = open(source, "rb")  # noqa: SIM115  (closed by the caller's with)
+    except OSError as exc:
+        raise click.FileError(source, hint=exc.strerror or str(exc)) from None
+    try:
+        total = os.fstat(handle.fileno()).st_size or None
+    except OSError:
+        total = None
+    return handle, total
+
+
+def _progress_bar(total: int | None) -> Any:
+    """A context giving a bytes-read callback; a rich bar on a terminal, silent otherwise."""
+    if not sys.stderr.isatty():
+        return nullcontext(None)
+    from contextlib import contextmanager
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    @contextmanager
+    def bar() -> Any:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as progress:
+            task = progress.add_task("importing", total=total)
+            yield lambda consumed: progress.advance(task, consumed)
+
+    return bar()
+
+
+@cli.command("export")
+@click.option("--user", "username", default=None, help="Only this user's memories.")
+@click.option("--namespace", default=None, help="Exact namespace, or a prefix ending in '/'.")
+@click.option("--tag", "tags", multiple=True, help="Only memories with this tag (repeatable).")
+@click.option(
+    "--state",
+    type=click.Choice(["active", "expired", "deleted", "all"]),
+    default="all",
+    show_default=True,
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to a file."
+)
+def export(
+    username: str | None,
+    namespace: str | None,
+    tags: tuple[str, ...],
+    state: str,
+    output: str | None,
+) -> None:
+    """Export memories as JSON Lines (every state by default: a backup)."""
+    from webapp.services.transfer import export_jsonl
+
+    async def work(engine: AsyncEngine, _settings: Settings) -> int:
+        sink = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
+        try:
+            count = 0
+            async for chunk in export_jsonl(
+                engine, username=username, namespace=namespace, tags=tags, state=state
+            ):
+                sink.write(chunk)
+                count += chunk.count(b"\n")
+            sink.flush()
+            return count
+        finally:
+            if output:
+                sink.close()
+
+    count = run_with_engine(work)
+    if output:
+        click.echo(f"Exported {count} memories to {output}.", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the command, turning every error into one line on stderr."""
+    debug = bool(os.environ.get("MEMORY_ADMIN_DEBUG"))
+    try:
+        cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (e.g. `export | head`); not an error
+        sys.exit(0)
+    except Exception as exc:
+        if debug:
+            raise
+        _fail(_describe(exc), 1)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, MemoryAdminError | ConfigError):
+        return str(exc)
+    if isinstance(exc, OperationalError | DBAPIError):
+        return f"database error: {_first_line(str(exc.orig) if exc.orig else str(exc))}"
+    if isinstance(exc, OSError):
+        return f"cannot reach the database or a file: {exc.strerror or exc}"
+    return f"unexpected {type(exc).__name__}: {_first_line(str(exc))}"
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"{PROG}: error: {message}", err=True)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

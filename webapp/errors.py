@@ -1,0 +1,41 @@
+"""The one domain error family; the web, API and CLI layers each map it in one handler."""
+
+from __future__ import annotations
+
+
+class MemoryAdminError(Exception):
+    """Base of every error a user can act on; the message is shown as is."""
+
+    status_code = 400
+
+
+class NotFound(MemoryAdminError):
+    """Absent, or not visible to the acting user (the two are never told apart)."""
+
+    status_code = 404
+
+
+class Conflict(MemoryAdminError):
+    """The write was based on a stale version, or would break a uniqueness rule."""
+
+    status_code = 409
+
+
+class InvalidInput(MemoryAdminError):
+    """A value breaks a rule of SPEC 1 or a filter is malformed."""
+
+    status_code = 422
+
+
+class ImportFailed(MemoryAdminError):
+    """An import line is bad; nothing of the import was written."""
+
+    def __init__(self, line_no: int, message: str) -> None:
+        super().__init__(f"line {line_no}: {message}")
+        self.line_no = line_no
+
+
+class DatabaseUnavailable(MemoryAdminError):
+    """The database cannot be reached or has not been migrated."""
+
+    status_code = 503

@@ -1,0 +1,72 @@
+"""SQL conditions for the SPEC 3 filters, built once for every caller (export, browse, API)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, exists, false, func, literal_column, or_, select, true
+from sqlalchemy.dialects.postgresql import JSONB
+
+from webapp.errors import InvalidInput
+from webapp.models import LongTermMemory, MemoryState
+from webapp.validation import validate_namespace
+
+STATES = ("active", "expired", "deleted", "all")
+
+_memory = LongTermMemory.__table__.c  # type: ignore[attr-defined]
+
+
+def namespace_condition(namespace: str, *, dialect: str) -> ColumnElement[bool]:
+    """Exact namespace, or with a trailing '/' the prefix and everything below it."""
+    if namespace.endswith("/"):
+        prefix = namespace.rstrip("/")
+        _check_namespace(prefix)
+        # A range on the namespace index instead of LIKE: '0' is the character after '/'.
+        return or_(
+            _memory.namespace == prefix,
+            and_(_memory.namespace >= prefix + "/", _memory.namespace < prefix + "0"),
+        )
+    _check_namespace(namespace)
+    return _memory.namespace == namespace
+
+
+def _check_namespace(namespace: str) -> None:
+    try:
+        validate_namespace(namespace)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+def state_condition(state: str, *, now: datetime) -> ColumnElement[bool]:
+    """The SPEC 1 states: deleted wins over expired; `all` is every row."""
+    not_expired = or_(_memory.expires_at.is_(None), _memory.expires_at > now)
+    if state == MemoryState.active:
+        return and_(_memory.is_deleted.is_(false()), not_expired)
+    if state == MemoryState.expired:
+        return and_(_memory.is_deleted.is_(false()), _memory.expires_at <= now)
+    if state == MemoryState.deleted:
+        return _memory.is_deleted.is_(true())
+    if state == "all":
+        return true()
+    raise InvalidInput(f"state must be one of {', '.join(STATES)} (got {state!r})")
+
+
+def tags_condition(tags: Sequence[str], *, mode: str, dialect: str) -> ColumnElement[bool]:
+    """Rows carrying all (or any) of tags; tags are compared lowercased as stored."""
+    if mode not in ("any", "all"):
+        raise InvalidInput(f"tags_mode must be 'any' or 'all' (got {mode!r})")
+    wanted = list(dict.fromkeys(tag.strip().lower() for tag in tags if tag.strip()))
+    if not wanted:
+        return true()
+    if dialect == "postgresql":
+        tags_col = _memory.tags.cast(JSONB)
+        if mode == "all":
+            return tags_col.contains(wanted)
+        return or_(*(tags_col.contains([tag]) for tag in wanted))
+    each = func.json_each(_memory.tags).table_valued("value")
+    conditions = [
+        exists(select(literal_column("1")).select_from(each).where(each.c.value == tag))
+        for tag in wanted
+    ]
+    return and_(*conditions) if mode == "all" else or_(*conditions)

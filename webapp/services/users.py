@@ -1,0 +1,64 @@
+"""Users: creation with argon2 password hashes, lookup by name."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webapp.errors import Conflict, NotFound
+from webapp.models import User, UserCreate
+
+UNUSABLE_PASSWORD = "!"
+"""password_hash of users created by an import: no password verifies against it."""
+
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of password."""
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """True when password matches the hash; False for a wrong one or an unusable hash."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def create_user(session: AsyncSession, *, data: UserCreate) -> User:
+    """Create a user from validated input; Conflict if the username is taken."""
+    user = User(
+        username=data.username,
+        email=data.email,
+        is_admin=data.is_admin,
+        is_active=data.is_active,
+        password_hash=hash_password(data.password),
+    )
+    session.add(user)
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise Conflict(f"user {data.username!r} already exists") from exc
+    return user
+
+
+async def get_user_by_username(session: AsyncSession, *, username: str) -> User:
+    """The user called username; NotFound otherwise."""
+    user = (
+        await session.execute(select(User).where(User.username == username))
+    ).scalar_one_or_none()
+    if user is None:
+        raise NotFound(f"no user named {username!r}")
+    return user
+
+
+async def count_admins(session: AsyncSession) -> int:
+    """How many active admin users exist (serve says how to create the first)."""
+    query = select(func.count()).select_from(User).where(User.is_admin, User.is_active)
+    return int((await session.execute(query)).scalar_one())
