@@ -1,0 +1,99 @@
+"""The application factory: engine, sessions, templates, error handling and routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from webapp import __version__
+from webapp.db import create_engine, create_sessionmaker
+from webapp.errors import MemoryAdminError
+from webapp.paths import resource_dir
+from webapp.services.health import database_status
+from webapp.settings import Settings, get_settings
+
+logger = logging.getLogger("memory_admin")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for settings (the environment's by default); nothing connects yet."""
+    settings = settings or get_settings()
+    engine = create_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="memory-admin",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/v1/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.templates = Jinja2Templates(directory=str(resource_dir("templates")))
+    app.mount("/static", StaticFiles(directory=str(resource_dir("static"))), name="static")
+    _add_error_handlers(app)
+
+    @app.get("/healthz", name="healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        """200 when the database answers and its schema is current, else 503."""
+        try:
+            status = await database_status(engine)
+        except (OSError, OperationalError, DBAPIError) as exc:
+            logger.warning("health check: database unavailable: %s", exc)
+            return JSONResponse({"detail": "database unavailable"}, status_code=503)
+        if status["revision"] != status["head"]:
+            return JSONResponse(
+                {"detail": "database schema is not current; run 'memory-admin migrate'"},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok", **status})
+
+    return app
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
+        "accept", ""
+    )
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """One handler per error family: an HTML page for browsers, JSON for everything else."""
+
+    def render(request: Request, status_code: int, message: str) -> Response:
+        if _wants_html(request):
+            return app.state.templates.TemplateResponse(
+                request,
+                "errors/error.html",
+                {"status_code": status_code, "message": message},
+                status_code=status_code,
+            )
+        return JSONResponse({"detail": message}, status_code=status_code)
+
+    @app.exception_handler(MemoryAdminError)
+    async def domain_error(request: Request, exc: MemoryAdminError) -> Response:
+        return render(request, exc.status_code, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return render(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(OperationalError)
+    async def database_down(request: Request, exc: OperationalError) -> Response:
+        logger.exception("database unavailable")
+        return render(request, 503, "The database is unavailable; try again shortly.")
