@@ -236,7 +236,7 @@ def import_(source: str, dry_run: bool) -> None:
             return await import_jsonl(
                 engine,
                 source=stream,
-                content_max_bytes=settings.content_max_bytes,
+                settings=settings,
                 dry_run=dry_run,
                 progress=advance,
             )

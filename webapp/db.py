@@ -18,15 +18,11 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from webapp.formats import dump_json
 from webapp.settings import Settings
 
 WRITE_OPTION = "memory_admin_write"
 """Connection execution option: on SQLite, open the transaction with BEGIN IMMEDIATE."""
-
-
-def dump_json(value: Any) -> str:
-    """The one JSON encoding used for JSON columns (compact, UTF-8 kept as is)."""
-    return orjson.dumps(value).decode()
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(5.0, gt=0)
     db_pool_timeout: float = Field(10.0, gt=0)
     sqlite_busy_timeout_ms: int = Field(10_000, ge=0)
+    sqlite_import_cache_mb: int = Field(64, ge=2, le=4096)
 
     @field_validator("database_url")
     @classmethod

@@ -14,14 +14,6 @@ PortableJSON = JSON().with_variant(JSONB(), "postgresql")
 """JSON text on SQLite, JSONB on PostgreSQL (where the tags column gets a GIN index)."""
 
 
-def sqlite_datetime_text(value: datetime) -> str:
-    """The text SQLAlchemy's SQLite DATETIME stores for a UTC datetime (sorts chronologically)."""
-    return (
-        f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
-        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
-    )
-
-
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes in and out, on both databases.
 

@@ -1,81 +1,62 @@
 """Import and export of memories as JSON Lines, in the format of gen_memories.py.
 
-Import streams the file in batches through a staging table: each batch is bulk-loaded
-(executemany on SQLite, COPY on PostgreSQL), matched against existing rows, then merged
-with one INSERT ... ON CONFLICT and audited with one set-based INSERT of events, so every
-index is maintained by the database itself. The whole import is one transaction: a bad
-line raises ImportFailed and nothing is written; a dry run does the same work and rolls
-back, so its counts are exactly what the real run would report.
+Import streams the source in chunks. A worker process parses and validates chunk N+1
+while this process writes chunk N, so the two cores of a small machine both work. Each
+batch is inserted in bulk with ON CONFLICT DO NOTHING (executemany on SQLite; COPY into
+a staging table then one INSERT on PostgreSQL), so the database maintains every index
+itself, and one set-based INSERT records a `create` event per new row. Rows whose key
+already exists are compared field by field: changed ones are updated with an `update`
+event holding the old and new values; identical ones are left alone.
+
+The whole import is one transaction: a bad line raises ImportFailed naming it and
+nothing is written. A dry run does all the work and rolls back, so its counts are
+exactly what the real run would report.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+import asyncio
+import itertools
+import pickle
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, Any
 
-import orjson
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, insert, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from webapp.db import dump_json
+from webapp.db import WRITE_OPTION
 from webapp.errors import ImportFailed
-from webapp.models import LongTermMemory, User
+from webapp.formats import sqlite_datetime_text
+from webapp.models import LongTermMemory, MemoryEvent, User
 from webapp.services.filters import namespace_condition, state_condition, tags_condition
+from webapp.services.jsonl import (
+    FIELDS,
+    ROW_COLUMNS,
+    UPDATABLE_COLUMNS,
+    ParsedChunk,
+    ParseOptions,
+    canonical,
+    export_line,
+    json_value,
+    parse_chunk,
+)
+from webapp.services.parse_worker import HEADER
 from webapp.services.users import UNUSABLE_PASSWORD
-from webapp.types import UTCDateTime, sqlite_datetime_text, utcnow
-from webapp.validation import (
-    parse_utc,
-    validate_content,
-    validate_importance,
-    validate_key,
-    validate_namespace,
-    validate_tags,
-    validate_username,
-)
+from webapp.settings import Settings
+from webapp.types import UTCDateTime, utcnow
 
-FIELDS = (
-    "user",
-    "namespace",
-    "key",
-    "content",
-    "tags",
-    "importance",
-    "access_count",
-    "last_accessed_at",
-    "expires_at",
-    "is_deleted",
-    "deleted_at",
-    "created_at",
-    "updated_at",
-)
-REQUIRED_FIELDS = ("user", "namespace", "key", "content")
-_KNOWN_FIELDS = frozenset(FIELDS)
-
-# Staging columns, in load order; the merge copies all but user_id's lookup helper.
-_STAGED = (
-    "user_id",
-    "namespace",
-    "key",
-    "content",
-    "tags",
-    "importance",
-    "access_count",
-    "last_accessed_at",
-    "expires_at",
-    "is_deleted",
-    "deleted_at",
-    "created_at",
-    "updated_at",
-)
-# Fields an import may change on an existing row, compared to decide updated vs unchanged.
-_COMPARED = _STAGED[3:]
-
-BATCH_ROWS = 5000
+CHUNK_BYTES = 1024 * 1024
+IN_FLIGHT_CHUNKS = 3
 IMPORT_ACTOR = "import"
 
 ProgressCallback = Callable[[int], None]
+
+_memories = LongTermMemory.__table__  # type: ignore[attr-defined]
+_users = User.__table__  # type: ignore[attr-defined]
+_events = MemoryEvent.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -90,300 +71,304 @@ class ImportReport:
     dry_run: bool = False
 
 
-@dataclass
-class _Batch:
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-    keys: set[tuple[str, str, str]] = field(default_factory=set)
+@dataclass(frozen=True)
+class _Actor:
+    name: str
+    user_id: int | None
+    now: datetime
 
 
-class _RecordParser:
-    """Validates one JSON line with the SPEC 1 rules and returns its staging row."""
-
-    def __init__(self, *, for_sqlite: bool, content_max_bytes: int, now: datetime) -> None:
-        self._for_sqlite = for_sqlite
-        self._content_max_bytes = content_max_bytes
-        self._now = now
-        self._usernames: set[str] = set()
-        self._namespaces: set[str] = set()
-
-    def parse(self, line: bytes) -> tuple[Any, ...]:
-        """The staging row for a line, with the username in place of user_id."""
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"not valid JSON ({exc})") from None
-        if type(record) is not dict:
-            raise ValueError("each line must be a JSON object")
-        if not record.keys() <= _KNOWN_FIELDS:
-            unknown = sorted(record.keys() - _KNOWN_FIELDS)
-            raise ValueError(f"unknown field {unknown[0]!r}; known fields: {', '.join(FIELDS)}")
-        for name in REQUIRED_FIELDS:
-            if record.get(name) is None:
-                raise ValueError(f"field {name!r} is required")
-
-        username = record["user"]
-        if username not in self._usernames:
-            self._usernames.add(validate_username(username))
-        namespace = record["namespace"]
-        if namespace not in self._namespaces:
-            self._namespaces.add(validate_namespace(namespace))
-        key = validate_key(record["key"])
-        content = validate_content(record["content"], self._content_max_bytes)
-        tags = validate_tags(record.get("tags"))
-        importance = validate_importance(record.get("importance", 0.5))
-        access_count = record.get("access_count", 0)
-        if type(access_count) is not int or access_count < 0:
-            raise ValueError("access_count must be a whole number >= 0")
-        is_deleted = record.get("is_deleted", False)
-        if type(is_deleted) is not bool:
-            raise ValueError("is_deleted must be true or false")
-
-        last_accessed_at = parse_utc(record.get("last_accessed_at"), "last_accessed_at")
-        expires_at = parse_utc(record.get("expires_at"), "expires_at")
-        deleted_at = parse_utc(record.get("deleted_at"), "deleted_at")
-        created_at = parse_utc(record.get("created_at"), "created_at") or self._now
-        updated_at = parse_utc(record.get("updated_at"), "updated_at") or created_at
-        if updated_at < created_at:
-            raise ValueError("updated_at is earlier than created_at")
-        if deleted_at is not None and not is_deleted:
-            raise ValueError("deleted_at is set but is_deleted is false")
-        if is_deleted and deleted_at is None:
-            deleted_at = self._now  # the retention period starts now, never in the past
-
-        if self._for_sqlite:
-            return (
-                username,
-                namespace,
-                key,
-                content,
-                dump_json(tags),
-                importance,
-                access_count,
-                _sqlite_time(last_accessed_at),
-                _sqlite_time(expires_at),
-                int(is_deleted),
-                _sqlite_time(deleted_at),
-                sqlite_datetime_text(created_at),
-                sqlite_datetime_text(updated_at),
-            )
-        return (
-            username,
-            namespace,
-            key,
-            content,
-            dump_json(tags),
-            importance,
-            access_count,
-            last_accessed_at,
-            expires_at,
-            is_deleted,
-            deleted_at,
-            created_at,
-            updated_at,
-        )
+# --- reading ---------------------------------------------------------------------------
 
 
-def _sqlite_time(value: datetime | None) -> str | None:
-    return None if value is None else sqlite_datetime_text(value)
-
-
-def _read_batches(
-    source: IO[bytes],
-    parser: _RecordParser,
-    report: ImportReport,
-    progress: ProgressCallback | None,
-) -> Iterable[_Batch]:
-    """Parsed batches of at most BATCH_ROWS rows; a key repeated in one batch starts a new one.
-
-    (PostgreSQL refuses to upsert one row twice in a statement, and later lines must win.)
-    """
-    batch = _Batch()
-    line_no = 0
-    consumed = 0
-    for line in source:
-        line_no += 1
-        consumed += len(line)
-        if not line.strip():
+def _chunks(source: IO[bytes], chunk_bytes: int) -> Any:
+    """(data, first line number) pieces of whole lines read from source."""
+    line_no = 1
+    pending = b""
+    while True:
+        block = source.read(chunk_bytes)
+        if not block:
+            break
+        data = pending + block
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            pending = data
             continue
+        pending = data[cut:]
+        yield data[:cut], line_no
+        line_no += data.count(b"\n", 0, cut)
+    if pending:
+        yield pending, line_no
+
+
+async def _parsed_chunks(
+    source: IO[bytes], options: ParseOptions, parallel: bool | None
+) -> AsyncIterator[tuple[ParsedChunk, int]]:
+    """Parsed chunks with their size in bytes, parsed in a worker process when it pays."""
+    pieces = _chunks(source, CHUNK_BYTES)
+    first = next(pieces, None)
+    if first is None:
+        return
+    second = next(pieces, None)
+    head = [first] if second is None else [first, second]
+    if parallel is None:
+        parallel = second is not None  # one chunk: starting a process costs more than it saves
+    if not parallel:
+        for data, line_no in itertools.chain(head, pieces):
+            yield parse_chunk(data, line_no, options), len(data)
+        return
+    async for parsed in _parse_in_worker(itertools.chain(head, pieces), options):
+        yield parsed
+
+
+async def _parse_in_worker(
+    pieces: Iterator[tuple[bytes, int]], options: ParseOptions
+) -> AsyncIterator[tuple[ParsedChunk, int]]:
+    """Send pieces to a parse worker process and yield its answers in order.
+
+    A feeder task keeps at most IN_FLIGHT_CHUNKS pieces ahead of the consumer, and a
+    reader task drains the worker's answers as they come, so the worker parses while
+    this process waits on the database, and memory stays bounded.
+    """
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "webapp.services.parse_worker",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert worker.stdin is not None and worker.stdout is not None
+    requests, responses = worker.stdin, worker.stdout
+    slots = asyncio.Semaphore(IN_FLIGHT_CHUNKS)
+    sizes: asyncio.Queue[int | None] = asyncio.Queue()
+    answers: asyncio.Queue[ParsedChunk | BaseException] = asyncio.Queue()
+
+    async def feed() -> None:
+        while True:
+            await slots.acquire()
+            piece = await asyncio.to_thread(next, pieces, None)
+            if piece is None:
+                break
+            payload = pickle.dumps((*piece, options), protocol=pickle.HIGHEST_PROTOCOL)
+            requests.write(HEADER.pack(len(payload)) + payload)
+            await requests.drain()
+            await sizes.put(len(piece[0]))
+        requests.close()
+        await sizes.put(None)
+
+    async def read() -> None:
         try:
-            row = parser.parse(line)
-        except ValueError as exc:
-            raise ImportFailed(line_no, str(exc)) from None
-        identity = (row[0], row[1], row[2])
-        if identity in batch.keys:
-            yield batch
-            batch = _Batch()
-        batch.rows.append(row)
-        batch.keys.add(identity)
-        report.lines += 1
-        if len(batch.rows) >= BATCH_ROWS:
-            if progress is not None:
-                progress(consumed)
-                consumed = 0
-            yield batch
-            batch = _Batch()
-    if batch.rows:
-        yield batch
-    if progress is not None and consumed:
-        progress(consumed)
+            while True:
+                (size,) = HEADER.unpack(await responses.readexactly(HEADER.size))
+                await answers.put(pickle.loads(await responses.readexactly(size)))
+        except asyncio.IncompleteReadError:
+            await answers.put(RuntimeError("the import's parse worker stopped unexpectedly"))
+
+    feeder = asyncio.create_task(feed())
+    reader = asyncio.create_task(read())
+    try:
+        while (size := await sizes.get()) is not None:
+            answer = await answers.get()
+            if isinstance(answer, BaseException):
+                raise answer
+            slots.release()
+            yield answer, size
+        await feeder
+    finally:
+        for task in (feeder, reader):
+            task.cancel()
+        await asyncio.gather(feeder, reader, return_exceptions=True)
+        if worker.returncode is None:
+            try:
+                worker.kill()
+            except ProcessLookupError:
+                pass
+        await worker.wait()
 
 
-class _Stager:
-    """The per-dialect parts of an import: staging table, bulk load, event rows."""
+# --- writing ---------------------------------------------------------------------------
 
-    def __init__(self, conn: AsyncConnection, driver: Any, dialect: str) -> None:
+
+class _Writer:
+    """Inserts new rows of a batch with their create events; returns the keys that existed."""
+
+    def __init__(
+        self, conn: AsyncConnection, driver: Any, actor: _Actor, settings: Settings
+    ) -> None:
         self.conn = conn
         self.driver = driver
-        self.dialect = dialect
+        self.actor = actor
+        self.settings = settings
 
-    async def create_staging(self) -> None:
-        if self.dialect == "sqlite":
-            await self.conn.exec_driver_sql(
-                "CREATE TEMP TABLE IF NOT EXISTS import_batch ("
-                "user_id INTEGER NOT NULL, namespace TEXT NOT NULL, key TEXT NOT NULL, "
-                "content TEXT NOT NULL, tags TEXT NOT NULL, importance REAL NOT NULL, "
-                "access_count INTEGER NOT NULL, last_accessed_at TEXT, expires_at TEXT, "
-                "is_deleted INTEGER NOT NULL, deleted_at TEXT, created_at TEXT NOT NULL, "
-                "updated_at TEXT NOT NULL, existing_id INTEGER)"
-            )
-            await self.conn.exec_driver_sql("DELETE FROM import_batch")
-        else:
-            await self.conn.exec_driver_sql(
-                "CREATE TEMP TABLE import_batch ("
-                "user_id integer NOT NULL, namespace text NOT NULL, key text NOT NULL, "
-                "content text NOT NULL, tags jsonb NOT NULL, importance double precision NOT NULL, "
-                "access_count integer NOT NULL, last_accessed_at timestamptz, "
-                "expires_at timestamptz, is_deleted boolean NOT NULL, deleted_at timestamptz, "
-                "created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL, "
-                "existing_id integer) ON COMMIT DROP"
-            )
+    async def prepare(self) -> None:
+        """Set up what the writer needs inside the import transaction."""
 
-    async def drop_staging(self) -> None:
-        if self.dialect == "sqlite":
-            await self.conn.exec_driver_sql("DROP TABLE IF EXISTS temp.import_batch")
+    async def finish(self) -> None:
+        """Undo connection settings of prepare() before the connection goes back to the pool."""
 
-    async def load(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        if self.dialect == "sqlite":
-            await self.conn.exec_driver_sql("DELETE FROM import_batch")
-            marks = ", ".join("?" * len(_STAGED))
-            await self.driver.executemany(
-                f"INSERT INTO import_batch ({', '.join(_STAGED)}) VALUES ({marks})", rows
-            )
-        else:
-            await self.conn.exec_driver_sql("TRUNCATE import_batch")
-            await self.driver.copy_records_to_table(
-                "import_batch", records=rows, columns=list(_STAGED)
-            )
-
-    async def insert_update_events(self, events: Sequence[tuple[Any, ...]]) -> None:
-        columns = (
-            "memory_id",
-            "user_id",
-            "actor",
-            "actor_user_id",
-            "action",
-            "changes",
-            "created_at",
-        )
-        if self.dialect == "sqlite":
-            marks = ", ".join("?" * len(columns))
-            await self.driver.executemany(
-                f"INSERT INTO memory_event ({', '.join(columns)}) VALUES ({marks})", events
-            )
-        else:
-            await self.driver.copy_records_to_table(
-                "memory_event", records=events, columns=list(columns)
-            )
-
-    def time_value(self, value: datetime) -> Any:
-        return sqlite_datetime_text(value) if self.dialect == "sqlite" else value
-
-    def event_value(self, name: str, value: Any) -> Any:
-        """A staged or stored value as it appears in an event's JSON."""
-        if value is None:
-            return None
-        if name == "tags":
-            return orjson.loads(value)
-        if name == "is_deleted":
-            return bool(value)
-        if name.endswith("_at"):
-            if isinstance(value, str):
-                value = datetime.fromisoformat(value).replace(tzinfo=UTC)
-            return format_time(value)
-        return value
+    async def insert_new(self, rows: list[tuple[Any, ...]]) -> tuple[int, set[tuple[Any, ...]]]:
+        raise NotImplementedError
 
 
-_MATCH_EXISTING = text(
-    "UPDATE import_batch SET existing_id = m.id FROM long_term_memory AS m "
-    "WHERE m.user_id = import_batch.user_id AND m.namespace = import_batch.namespace "
-    "AND m.key = import_batch.key"
-)
-_FETCH_EXISTING = text(
-    "SELECT m.id, m.user_id, "
-    + ", ".join(f"m.{name}" for name in _COMPARED)
-    + ", "
-    + ", ".join(f"b.{name}" for name in _COMPARED)
-    + " FROM import_batch AS b JOIN long_term_memory AS m ON m.id = b.existing_id"
-)
-_SKIP_UNCHANGED = text("DELETE FROM import_batch WHERE existing_id IN :ids").bindparams(
-    bindparam("ids", expanding=True)
-)
-_MERGE = text(
-    f"INSERT INTO long_term_memory ({', '.join(_STAGED)}, version) "
-    f"SELECT {', '.join(_STAGED)}, 1 FROM import_batch WHERE true "
-    "ON CONFLICT (user_id, namespace, key) DO UPDATE SET "
-    + ", ".join(f"{name} = excluded.{name}" for name in _COMPARED)
-    + ", version = long_term_memory.version + 1"
-)
-_CREATE_EVENTS = text(
-    "INSERT INTO memory_event "
-    "(memory_id, user_id, actor, actor_user_id, action, changes, created_at) "
-    "SELECT m.id, m.user_id, :actor, :actor_user_id, 'create', NULL, :now FROM import_batch AS b "
-    "JOIN long_term_memory AS m ON m.user_id = b.user_id AND m.namespace = b.namespace "
-    "AND m.key = b.key WHERE b.existing_id IS NULL"
-).bindparams(bindparam("now", type_=UTCDateTime()))
+_COLUMN_LIST = ", ".join(ROW_COLUMNS)
 
 
-async def import_jsonl(
-    engine: AsyncEngine,
-    *,
-    source: IO[bytes],
-    content_max_bytes: int,
-    dry_run: bool = False,
-    actor: str = IMPORT_ACTOR,
-    actor_user_id: int | None = None,
-    progress: ProgressCallback | None = None,
-) -> ImportReport:
-    """Import JSON Lines from source in one transaction; ImportFailed names a bad line."""
-    report = ImportReport(dry_run=dry_run)
-    now = utcnow()
-    dialect = engine.dialect.name
-    parser = _RecordParser(
-        for_sqlite=dialect == "sqlite", content_max_bytes=content_max_bytes, now=now
+class _SqliteWriter(_Writer):
+    """executemany straight into the table: SQLite runs it in C, indexes included.
+
+    Under BEGIN IMMEDIATE nobody else inserts, and SQLite gives each new row max(id) + 1,
+    so the rows this batch inserted are exactly those with id above the previous maximum.
+    """
+
+    _insert = (
+        f"INSERT INTO long_term_memory ({_COLUMN_LIST}, version) "
+        f"VALUES ({', '.join('?' * len(ROW_COLUMNS))}, 1) "
+        "ON CONFLICT (user_id, namespace, key) DO NOTHING"
     )
-    async with engine.connect() as base_conn:
-        conn = await base_conn.execution_options(memory_admin_write=True)
-        raw = await conn.get_raw_connection()
-        stager = _Stager(conn, raw.driver_connection, dialect)
-        transaction = await conn.begin()
-        try:
-            await stager.create_staging()
-            user_ids: dict[str, int] = {}
-            for batch in _read_batches(source, parser, report, progress):
-                rows = await _with_user_ids(conn, batch.rows, user_ids, report, now)
-                await _merge_batch(stager, rows, report, actor, actor_user_id, now)
-            await stager.drop_staging()
-        except BaseException:
-            await transaction.rollback()
-            raise
-        if dry_run:
-            await transaction.rollback()
-        else:
-            await transaction.commit()
-    return report
+    _events = (
+        "INSERT INTO memory_event "
+        "(memory_id, user_id, actor, actor_user_id, action, changes, created_at) "
+        "SELECT id, user_id, ?, ?, 'create', NULL, ? FROM long_term_memory WHERE id > ?"
+    )
+
+    async def prepare(self) -> None:
+        # Index pages of a million-row table do not fit SQLite's default 2 MB page cache;
+        # without a bigger one the import spends its time re-reading them.
+        kib = self.settings.sqlite_import_cache_mb * 1024
+        await self.driver.execute(f"PRAGMA cache_size = -{int(kib)}")
+
+    async def finish(self) -> None:
+        await self.driver.execute("PRAGMA cache_size = -2000")
+
+    async def insert_new(self, rows: list[tuple[Any, ...]]) -> tuple[int, set[tuple[Any, ...]]]:
+        cursor = await self.driver.execute("SELECT coalesce(max(id), 0) FROM long_term_memory")
+        (previous_max,) = await cursor.fetchone()
+        cursor = await self.driver.executemany(self._insert, rows)
+        inserted = cursor.rowcount
+        await self.driver.execute(
+            self._events,
+            (
+                self.actor.name,
+                self.actor.user_id,
+                sqlite_datetime_text(self.actor.now),
+                previous_max,
+            ),
+        )
+        if inserted == len(rows):
+            return inserted, set()
+        cursor = await self.driver.execute(
+            "SELECT user_id, namespace, key FROM long_term_memory WHERE id > ?", (previous_max,)
+        )
+        new_keys = set(await cursor.fetchall())
+        return inserted, {row[:3] for row in rows} - new_keys
 
 
-async def _with_user_ids(
+class _PostgresWriter(_Writer):
+    """COPY into a staging table, then one statement inserts, records events, reports clashes."""
+
+    _insert = text(
+        "WITH inserted AS ("
+        f" INSERT INTO long_term_memory ({_COLUMN_LIST}, version)"
+        f" SELECT {_COLUMN_LIST}, 1 FROM import_batch ORDER BY seq"
+        " ON CONFLICT (user_id, namespace, key) DO NOTHING"
+        " RETURNING id, user_id, namespace, key"
+        "), events AS ("
+        " INSERT INTO memory_event"
+        " (memory_id, user_id, actor, actor_user_id, action, changes, created_at)"
+        " SELECT id, user_id, :actor, :actor_user_id, 'create', NULL, :now FROM inserted"
+        ") SELECT b.user_id, b.namespace, b.key FROM import_batch AS b"
+        " WHERE NOT EXISTS (SELECT 1 FROM inserted AS i WHERE i.user_id = b.user_id"
+        " AND i.namespace = b.namespace AND i.key = b.key)"
+    ).bindparams(bindparam("now", type_=UTCDateTime()))
+
+    async def prepare(self) -> None:
+        await self.conn.exec_driver_sql(
+            "CREATE TEMP TABLE import_batch ("
+            "seq integer NOT NULL, user_id integer NOT NULL, namespace text NOT NULL, "
+            "key text NOT NULL, content text NOT NULL, tags jsonb NOT NULL, "
+            "importance double precision NOT NULL, access_count integer NOT NULL, "
+            "last_accessed_at timestamptz, expires_at timestamptz, is_deleted boolean NOT NULL, "
+            "deleted_at timestamptz, created_at timestamptz NOT NULL, "
+            "updated_at timestamptz NOT NULL) ON COMMIT DROP"
+        )
+
+    async def insert_new(self, rows: list[tuple[Any, ...]]) -> tuple[int, set[tuple[Any, ...]]]:
+        await self.conn.exec_driver_sql("TRUNCATE import_batch")
+        await self.driver.copy_records_to_table(
+            "import_batch",
+            records=[(seq, *row) for seq, row in enumerate(rows)],
+            columns=["seq", *ROW_COLUMNS],
+        )
+        result = await self.conn.execute(
+            self._insert,
+            {"actor": self.actor.name, "actor_user_id": self.actor.user_id, "now": self.actor.now},
+        )
+        existing = {tuple(row) for row in result}
+        return len(rows) - len(existing), existing
+
+
+async def _update_existing(
+    conn: AsyncConnection, rows: Sequence[tuple[Any, ...]], actor: _Actor, report: ImportReport
+) -> None:
+    """Compare rows whose key exists with the stored ones; update and audit what changed."""
+    by_key = {row[:3]: row for row in rows}
+    key_columns = tuple_(_memories.c.user_id, _memories.c.namespace, _memories.c.key)
+    stored_columns = [_memories.c[name] for name in UPDATABLE_COLUMNS]
+    updates: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    keys = list(by_key)
+    for start in range(0, len(keys), 500):
+        query = select(
+            _memories.c.id,
+            _memories.c.user_id,
+            _memories.c.namespace,
+            _memories.c.key,
+            *stored_columns,
+        ).where(key_columns.in_(keys[start : start + 500]))
+        for stored in await conn.execute(query):
+            memory_id, user_id = stored[0], stored[1]
+            incoming = by_key[tuple(stored[1:4])]
+            new_values = {
+                name: canonical(name, value)
+                for name, value in zip(UPDATABLE_COLUMNS, incoming[3:], strict=True)
+            }
+            changes = {
+                name: {"old": json_value(old), "new": json_value(new_values[name])}
+                for name, old in zip(UPDATABLE_COLUMNS, stored[4:], strict=True)
+                if canonical(name, old) != new_values[name]
+            }
+            if not changes:
+                report.unchanged += 1
+                continue
+            updates.append({"memory_id": memory_id, **new_values})
+            events.append(
+                {
+                    "memory_id": memory_id,
+                    "user_id": user_id,
+                    "actor": actor.name,
+                    "actor_user_id": actor.user_id,
+                    "action": "update",
+                    "changes": changes,
+                    "created_at": actor.now,
+                }
+            )
+    if updates:
+        statement = (
+            update(_memories)
+            .where(_memories.c.id == bindparam("memory_id"))
+            .values(
+                {
+                    **{name: bindparam(name) for name in UPDATABLE_COLUMNS},
+                    "version": _memories.c.version + 1,
+                }
+            )
+        )
+        await conn.execute(statement, updates)
+        await conn.execute(insert(_events), events)
+        report.updated += len(updates)
+
+
+async def _resolve_users(
     conn: AsyncConnection,
     rows: list[tuple[Any, ...]],
     user_ids: dict[str, int],
@@ -391,17 +376,16 @@ async def _with_user_ids(
     now: datetime,
 ) -> list[tuple[Any, ...]]:
     """Rows with user ids in place of names; users not seen before are created."""
-    users = User.__table__  # type: ignore[attr-defined]
     missing = {row[0] for row in rows} - user_ids.keys()
     if missing:
-        found = await conn.execute(
-            select(users.c.username, users.c.id).where(users.c.username.in_(missing))
+        query = select(_users.c.username, _users.c.id)
+        user_ids.update(
+            tuple(row) for row in await conn.execute(query.where(_users.c.username.in_(missing)))
         )
-        user_ids.update((name, uid) for name, uid in found)
         new_names = sorted(missing - user_ids.keys())
         if new_names:
             await conn.execute(
-                users.insert(),
+                insert(_users),
                 [
                     {
                         "username": name,
@@ -413,80 +397,71 @@ async def _with_user_ids(
                     for name in new_names
                 ],
             )
-            created = await conn.execute(
-                select(users.c.username, users.c.id).where(users.c.username.in_(new_names))
-            )
-            user_ids.update((name, uid) for name, uid in created)
+            created = await conn.execute(query.where(_users.c.username.in_(new_names)))
+            user_ids.update(tuple(row) for row in created)
             report.users_created += len(new_names)
     return [(user_ids[row[0]], *row[1:]) for row in rows]
 
 
-async def _merge_batch(
-    stager: _Stager,
-    rows: list[tuple[Any, ...]],
-    report: ImportReport,
-    actor: str,
-    actor_user_id: int | None,
-    now: datetime,
-) -> None:
-    """Load one batch into staging and merge it, with an event for every row it changes."""
-    conn = stager.conn
-    await stager.load(rows)
-    matched = (await conn.execute(_MATCH_EXISTING)).rowcount
-    if matched:
-        unchanged_ids: list[int] = []
-        events: list[tuple[Any, ...]] = []
-        width = len(_COMPARED)
-        event_time = stager.time_value(now)
-        for record in (await conn.execute(_FETCH_EXISTING)).tuples():
-            memory_id, user_id = record[0], record[1]
-            old, new = record[2 : 2 + width], record[2 + width :]
-            changes = {
-                name: {
-                    "old": stager.event_value(name, before),
-                    "new": stager.event_value(name, after),
-                }
-                for name, before, after in zip(_COMPARED, old, new, strict=True)
-                if before != after
-            }
-            if changes:
-                events.append(
-                    (
-                        memory_id,
-                        user_id,
-                        actor,
-                        actor_user_id,
-                        "update",
-                        dump_json(changes),
-                        event_time,
-                    )
-                )
-            else:
-                unchanged_ids.append(memory_id)
-        if unchanged_ids:
-            await conn.execute(_SKIP_UNCHANGED, {"ids": unchanged_ids})
-        report.unchanged += len(unchanged_ids)
-        report.updated += len(events)
-        if events:
-            await stager.insert_update_events(events)
-    await conn.execute(_MERGE)
-    created = await conn.execute(
-        _CREATE_EVENTS, {"actor": actor, "actor_user_id": actor_user_id, "now": now}
+async def import_jsonl(
+    engine: AsyncEngine,
+    *,
+    source: IO[bytes],
+    settings: Settings,
+    dry_run: bool = False,
+    actor: str = IMPORT_ACTOR,
+    actor_user_id: int | None = None,
+    progress: ProgressCallback | None = None,
+    parallel: bool | None = None,
+) -> ImportReport:
+    """Import JSON Lines from source in one transaction; ImportFailed names a bad line.
+
+    parallel: parse in a worker process (None: when the input is larger than one chunk).
+    """
+    report = ImportReport(dry_run=dry_run)
+    who = _Actor(name=actor, user_id=actor_user_id, now=utcnow())
+    dialect = engine.dialect.name
+    options = ParseOptions(
+        for_sqlite=dialect == "sqlite",
+        content_max_bytes=settings.content_max_bytes,
+        now=who.now,
     )
-    report.created += created.rowcount
+    async with engine.connect() as plain_conn:
+        conn = await plain_conn.execution_options(**{WRITE_OPTION: True})
+        driver = (await conn.get_raw_connection()).driver_connection
+        writer_class = _SqliteWriter if dialect == "sqlite" else _PostgresWriter
+        writer = writer_class(conn, driver, who, settings)
+        transaction = await conn.begin()
+        try:
+            await writer.prepare()
+            user_ids: dict[str, int] = {}
+            async for chunk, size in _parsed_chunks(source, options, parallel):
+                for batch in chunk.batches:
+                    rows = await _resolve_users(conn, batch, user_ids, report, who.now)
+                    inserted, existing = await writer.insert_new(rows)
+                    report.created += inserted
+                    if existing:
+                        clashing = [row for row in rows if row[:3] in existing]
+                        await _update_existing(conn, clashing, who, report)
+                report.lines += chunk.lines
+                if chunk.error is not None:
+                    assert chunk.error_line is not None
+                    raise ImportFailed(chunk.error_line, chunk.error)
+                if progress is not None:
+                    progress(size)
+        except BaseException:
+            await transaction.rollback()
+            await writer.finish()
+            raise
+        if dry_run:
+            await transaction.rollback()
+        else:
+            await transaction.commit()
+        await writer.finish()
+    return report
 
 
 # --- export ------------------------------------------------------------------------------
-
-
-def format_time(value: datetime | None) -> str | None:
-    """ISO-8601 in UTC with a trailing Z, as gen_memories.py writes it."""
-    if value is None:
-        return None
-    value = value.astimezone(UTC)
-    if value.microsecond:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def export_jsonl(
@@ -498,17 +473,15 @@ async def export_jsonl(
     state: str = "all",
 ) -> AsyncIterator[bytes]:
     """Yield the matching memories as JSON Lines, oldest id first, streamed from the database."""
-    memories = LongTermMemory.__table__  # type: ignore[attr-defined]
-    users = User.__table__  # type: ignore[attr-defined]
     dialect = engine.dialect.name
     query = (
-        select(users.c.username, *(memories.c[name] for name in FIELDS[1:]))
-        .select_from(memories.join(users, users.c.id == memories.c.user_id))
+        select(_users.c.username, *(_memories.c[name] for name in FIELDS[1:]))
+        .select_from(_memories.join(_users, _users.c.id == _memories.c.user_id))
         .where(state_condition(state, now=utcnow()))
-        .order_by(memories.c.id)
+        .order_by(_memories.c.id)
     )
     if username is not None:
-        query = query.where(users.c.username == username)
+        query = query.where(_users.c.username == username)
     if namespace is not None:
         query = query.where(namespace_condition(namespace, dialect=dialect))
     if tags:
@@ -516,40 +489,4 @@ async def export_jsonl(
     async with engine.connect() as conn:
         result = await conn.stream(query.execution_options(yield_per=2000))
         async for partition in result.partitions():
-            yield b"".join(_export_line(row) for row in partition)
-
-
-def _export_line(row: Any) -> bytes:
-    (
-        user,
-        namespace,
-        key,
-        content,
-        tags,
-        importance,
-        access_count,
-        last_accessed_at,
-        expires_at,
-        is_deleted,
-        deleted_at,
-        created_at,
-        updated_at,
-    ) = row
-    return orjson.dumps(
-        {
-            "user": user,
-            "namespace": namespace,
-            "key": key,
-            "content": content,
-            "tags": tags,
-            "importance": importance,
-            "access_count": access_count,
-            "last_accessed_at": format_time(last_accessed_at),
-            "expires_at": format_time(expires_at),
-            "is_deleted": is_deleted,
-            "deleted_at": format_time(deleted_at),
-            "created_at": format_time(created_at),
-            "updated_at": format_time(updated_at),
-        },
-        option=orjson.OPT_APPEND_NEWLINE,
-    )
+            yield b"".join(export_line(row) for row in partition)
