@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
-from sqlalchemy import bindparam, insert, select, text, tuple_, update
+from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from webapp.db import WRITE_OPTION
@@ -46,7 +46,7 @@ from webapp.services.jsonl import (
 from webapp.services.parse_worker import HEADER
 from webapp.services.users import UNUSABLE_PASSWORD
 from webapp.settings import Settings
-from webapp.types import UTCDateTime, utcnow
+from webapp.types import utcnow
 
 CHUNK_BYTES = 1024 * 1024
 IN_FLIGHT_CHUNKS = 3
@@ -263,48 +263,57 @@ class _SqliteWriter(_Writer):
         return inserted, {row[:3] for row in rows} - new_keys
 
 
-class _PostgresWriter(_Writer):
-    """COPY into a staging table, then one statement inserts, records events, reports clashes."""
+_PG_ARRAY_TYPES = (
+    "integer[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "double precision[]",
+    "integer[]",
+    "timestamptz[]",
+    "timestamptz[]",
+    "boolean[]",
+    "timestamptz[]",
+    "timestamptz[]",
+    "timestamptz[]",
+)
 
-    _insert = text(
-        "WITH inserted AS ("
+
+class _PostgresWriter(_Writer):
+    """One statement per batch: unnest the columns, insert, record events, return new keys.
+
+    Column arrays as parameters need no staging table (no TRUNCATE or COPY round trips);
+    WITH ORDINALITY keeps the file's order, so ids follow the lines as on SQLite.
+    """
+
+    _insert = (
+        "WITH batch AS (SELECT * FROM unnest("
+        + ", ".join(f"${n}::{kind}" for n, kind in enumerate(_PG_ARRAY_TYPES, start=1))
+        + f") WITH ORDINALITY AS b({_COLUMN_LIST}, seq)"
+        "), inserted AS ("
         f" INSERT INTO long_term_memory ({_COLUMN_LIST}, version)"
-        f" SELECT {_COLUMN_LIST}, 1 FROM import_batch ORDER BY seq"
+        " SELECT user_id, namespace, key, content, tags::jsonb, importance, access_count,"
+        " last_accessed_at, expires_at, is_deleted, deleted_at, created_at, updated_at, 1"
+        " FROM batch ORDER BY seq"
         " ON CONFLICT (user_id, namespace, key) DO NOTHING"
         " RETURNING id, user_id, namespace, key"
         "), events AS ("
         " INSERT INTO memory_event"
         " (memory_id, user_id, actor, actor_user_id, action, changes, created_at)"
-        " SELECT id, user_id, :actor, :actor_user_id, 'create', NULL, :now FROM inserted"
-        ") SELECT b.user_id, b.namespace, b.key FROM import_batch AS b"
-        " WHERE NOT EXISTS (SELECT 1 FROM inserted AS i WHERE i.user_id = b.user_id"
-        " AND i.namespace = b.namespace AND i.key = b.key)"
-    ).bindparams(bindparam("now", type_=UTCDateTime()))
-
-    async def prepare(self) -> None:
-        await self.conn.exec_driver_sql(
-            "CREATE TEMP TABLE import_batch ("
-            "seq integer NOT NULL, user_id integer NOT NULL, namespace text NOT NULL, "
-            "key text NOT NULL, content text NOT NULL, tags jsonb NOT NULL, "
-            "importance double precision NOT NULL, access_count integer NOT NULL, "
-            "last_accessed_at timestamptz, expires_at timestamptz, is_deleted boolean NOT NULL, "
-            "deleted_at timestamptz, created_at timestamptz NOT NULL, "
-            "updated_at timestamptz NOT NULL) ON COMMIT DROP"
-        )
+        " SELECT id, user_id, $14, $15, 'create', NULL, $16 FROM inserted"
+        ") SELECT user_id, namespace, key FROM inserted"
+    )
 
     async def insert_new(self, rows: list[tuple[Any, ...]]) -> tuple[int, set[tuple[Any, ...]]]:
-        await self.conn.exec_driver_sql("TRUNCATE import_batch")
-        await self.driver.copy_records_to_table(
-            "import_batch",
-            records=[(seq, *row) for seq, row in enumerate(rows)],
-            columns=["seq", *ROW_COLUMNS],
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        inserted = await self.driver.fetch(
+            self._insert, *columns, self.actor.name, self.actor.user_id, self.actor.now
         )
-        result = await self.conn.execute(
-            self._insert,
-            {"actor": self.actor.name, "actor_user_id": self.actor.user_id, "now": self.actor.now},
-        )
-        existing = {tuple(row) for row in result}
-        return len(rows) - len(existing), existing
+        new_keys = {tuple(row) for row in inserted}
+        if len(new_keys) == len(rows):
+            return len(rows), set()
+        return len(new_keys), {row[:3] for row in rows} - new_keys
 
 
 async def _update_existing(
