@@ -230,12 +230,12 @@ def import_(source: str, dry_run: bool) -> None:
 
     stream, total = _open_source(source)
     started = time.perf_counter()
-    with stream, _progress_bar(total) as advance:
+    with stream as handle, _progress_bar(total) as advance:
 
         async def work(engine: AsyncEngine, settings: Settings) -> Any:
             return await import_jsonl(
                 engine,
-                source=stream,
+                source=handle,
                 settings=settings,
                 dry_run=dry_run,
                 progress=advance,

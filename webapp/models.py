@@ -117,7 +117,7 @@ class MemoryBase(SQLModel):
     """Fields of a memory that agents and people write; the SPEC 1 rules apply."""
 
     namespace: Namespace = Field(max_length=200, index=True)
-    key: MemoryKey = Field(max_length=255)
+    key: MemoryKey = Field(sa_type=String(255))  # length checked after NFC, by validate_key
     content: Content = Field(sa_type=Text)
     tags: Tags = Field(default_factory=list, sa_type=PortableJSON)
     importance: Importance = Field(default=0.5, sa_type=Float, index=True)
