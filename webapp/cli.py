@@ -15,6 +15,7 @@ from contextlib import nullcontext
 from typing import IO, Any, TypeVar
 
 import click
+from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,8 +32,11 @@ PROG = "memory-admin"
 def _settings() -> Settings:
     try:
         return get_settings()
-    except Exception as exc:  # pydantic's ValidationError lists every bad variable
-        raise ConfigError(_first_line(str(exc))) from exc
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]).upper() if error["loc"] else "a setting"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{name}: {message}") from None
 
 
 def _first_line(message: str) -> str:
@@ -166,8 +170,6 @@ def createuser(username: str, admin: bool, email: str | None, password_stdin: bo
 
 
 def _validated(model: type[Any], **values: Any) -> Any:
-    from pydantic import ValidationError
-
     try:
         return model(**values)
     except ValidationError as exc:
@@ -354,6 +356,9 @@ def main(argv: list[str] | None = None) -> None:
         _fail("aborted", 130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        sys.exit(0)
     except click.ClickException as exc:
         _fail(exc.format_message(), exc.exit_code)
     except BrokenPipeError:

@@ -28,11 +28,6 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
 
     content_max_bytes: int = Field(65_536, ge=1, le=16 * 1024 * 1024)
-    request_max_bytes: int = Field(1024 * 1024, ge=1024)
-    import_max_bytes: int = Field(1024 * 1024 * 1024, ge=1024)
-    retention_days: int = Field(30, ge=0)
-    expired_grace_days: int = Field(7, ge=0)
-    stale_days: int = Field(90, ge=1)
 
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(20, ge=0)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
+import asyncpg
 from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -281,13 +282,27 @@ _PG_ARRAY_TYPES = (
 
 
 class _PostgresWriter(_Writer):
-    """One statement per batch: unnest the columns, insert, record events, return new keys.
+    """New rows go in by COPY (batched heap inserts, about twice as fast as INSERT ... SELECT).
 
-    Column arrays as parameters need no staging table (no TRUNCATE or COPY round trips);
-    WITH ORDINALITY keeps the file's order, so ids follow the lines as on SQLite.
+    Each batch is first COPYed optimistically, with ids taken from the table's sequence,
+    together with its create events, inside a savepoint. If a key already exists (a
+    re-import, a key repeated across batches, a concurrent writer) the COPY fails on the
+    unique index; the batch is rolled back to the savepoint and goes through one INSERT
+    ... ON CONFLICT DO NOTHING statement instead, which also records the events and
+    returns the keys it inserted, so the others can be compared and updated.
     """
 
-    _insert = (
+    _new_ids = "SELECT array_agg(nextval('long_term_memory_id_seq')) FROM generate_series(1, $1)"
+    _event_columns = (
+        "memory_id",
+        "user_id",
+        "actor",
+        "actor_user_id",
+        "action",
+        "changes",
+        "created_at",
+    )
+    _fallback = (
         "WITH batch AS (SELECT * FROM unnest("
         + ", ".join(f"${n}::{kind}" for n, kind in enumerate(_PG_ARRAY_TYPES, start=1))
         + f") WITH ORDINALITY AS b({_COLUMN_LIST}, seq)"
@@ -306,13 +321,40 @@ class _PostgresWriter(_Writer):
     )
 
     async def insert_new(self, rows: list[tuple[Any, ...]]) -> tuple[int, set[tuple[Any, ...]]]:
+        await self.driver.execute("SAVEPOINT import_batch")
+        try:
+            await self._copy(rows)
+        except asyncpg.UniqueViolationError:
+            await self.driver.execute("ROLLBACK TO SAVEPOINT import_batch")
+            return await self._insert_new_keys_only(rows)
+        await self.driver.execute("RELEASE SAVEPOINT import_batch")
+        return len(rows), set()
+
+    async def _copy(self, rows: list[tuple[Any, ...]]) -> None:
+        ids = await self.driver.fetchval(self._new_ids, len(rows))
+        await self.driver.copy_records_to_table(
+            "long_term_memory",
+            records=[(memory_id, *row, 1) for memory_id, row in zip(ids, rows, strict=True)],
+            columns=["id", *ROW_COLUMNS, "version"],
+        )
+        actor = self.actor
+        await self.driver.copy_records_to_table(
+            "memory_event",
+            records=[
+                (memory_id, row[0], actor.name, actor.user_id, "create", None, actor.now)
+                for memory_id, row in zip(ids, rows, strict=True)
+            ],
+            columns=list(self._event_columns),
+        )
+
+    async def _insert_new_keys_only(
+        self, rows: list[tuple[Any, ...]]
+    ) -> tuple[int, set[tuple[Any, ...]]]:
         columns = [list(column) for column in zip(*rows, strict=True)]
         inserted = await self.driver.fetch(
-            self._insert, *columns, self.actor.name, self.actor.user_id, self.actor.now
+            self._fallback, *columns, self.actor.name, self.actor.user_id, self.actor.now
         )
         new_keys = {tuple(row) for row in inserted}
-        if len(new_keys) == len(rows):
-            return len(rows), set()
         return len(new_keys), {row[:3] for row in rows} - new_keys
 
 
