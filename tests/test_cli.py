@@ -547,8 +547,8 @@ def test_usage_errors_are_one_line_with_exit_code_2(tmp_path: Path, args: list[s
 def test_a_group_without_a_command_prints_its_help(tmp_path: Path, args: list[str]) -> None:
     result = run_cli(*args, database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", cwd=tmp_path)
 
-    assert result.returncode == 0
-    assert result.stdout.startswith("Usage: memory-admin")
+    assert result.code == 0
+    assert result.out.startswith("Usage: memory-admin")
     assert "error" not in result.stderr
 
 
