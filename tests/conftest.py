@@ -83,6 +83,19 @@ async def database_url(
         await drop_postgres_database(url)
 
 
+@pytest.fixture
+async def fresh_database_url(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """Another empty, never migrated database on the same backend as database_url."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+        return
+    url = await create_postgres_database()
+    try:
+        yield url
+    finally:
+        await drop_postgres_database(url)
+
+
 @pytest.fixture(scope="module")
 def settings(database_url: str) -> Settings:
     """Settings for the module's database."""

@@ -7,7 +7,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +17,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import create_postgres_database, drop_postgres_database
 from webapp import migrate
 from webapp.db import create_sessionmaker
 from webapp.models import ApiToken, User
@@ -133,24 +132,11 @@ def cli(db: AsyncEngine, database_url: str, tmp_path: Path) -> Runner:
 
 
 @pytest.fixture
-async def fresh_url(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
-    """Another empty, never migrated database on the same backend as database_url."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
-        return
-    url = await create_postgres_database()
-    try:
-        yield url
-    finally:
-        await drop_postgres_database(url)
-
-
-@pytest.fixture
-def fresh_cli(fresh_url: str, tmp_path: Path) -> Runner:
+def fresh_cli(fresh_database_url: str, tmp_path: Path) -> Runner:
     """Run the command on the fresh, unmigrated database."""
 
     def run(*args: str, **kwargs: Any) -> Result:
-        return run_cli(*args, database_url=fresh_url, cwd=tmp_path, **kwargs)
+        return run_cli(*args, database_url=fresh_database_url, cwd=tmp_path, **kwargs)
 
     return run
 

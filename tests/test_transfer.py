@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import create_postgres_database, drop_postgres_database
 from webapp import migrate
 from webapp.db import create_engine
 from webapp.errors import ImportFailed
@@ -259,7 +258,7 @@ async def test_export_filters(db: AsyncEngine) -> None:
 
 
 async def test_export_import_export_round_trip(
-    db: AsyncEngine, gen_memories: Path, tmp_path: Path
+    db: AsyncEngine, gen_memories: Path, fresh_database_url: str
 ) -> None:
     data = subprocess.run(
         [sys.executable, str(gen_memories), "--memories", "500", "--users", "9", "--seed", "3"],
@@ -269,19 +268,12 @@ async def test_export_import_export_round_trip(
     await run_import(db, data)
     first = b"".join([chunk async for chunk in transfer.export_jsonl(db)])
 
-    if db.dialect.name == "sqlite":
-        url, cleanup = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}", None
-    else:
-        url = await create_postgres_database()
-        cleanup = url
-    fresh = create_engine(Settings(database_url=url, secret_key="test"))
+    fresh = create_engine(Settings(database_url=fresh_database_url, secret_key="test"))
     try:
         await migrate.upgrade(fresh)
         await run_import(fresh, first)
         second = b"".join([chunk async for chunk in transfer.export_jsonl(fresh)])
     finally:
         await fresh.dispose()
-        if cleanup:
-            await drop_postgres_database(cleanup)
     assert second == first
     assert len(first.splitlines()) == 500

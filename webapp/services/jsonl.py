@@ -41,21 +41,7 @@ FIELDS = (
 REQUIRED_FIELDS = ("user", "namespace", "key", "content")
 _KNOWN_FIELDS = frozenset(FIELDS)
 
-ROW_COLUMNS = (
-    "user_id",
-    "namespace",
-    "key",
-    "content",
-    "tags",
-    "importance",
-    "access_count",
-    "last_accessed_at",
-    "expires_at",
-    "is_deleted",
-    "deleted_at",
-    "created_at",
-    "updated_at",
-)
+ROW_COLUMNS = ("user_id", *FIELDS[1:])
 """Columns of a parsed row, in order; the first holds the username until it is resolved."""
 
 UPDATABLE_COLUMNS = ROW_COLUMNS[3:]
