@@ -7,6 +7,7 @@ import secrets
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from webapp.errors import NotFound
 from webapp.models import ApiToken, User
@@ -38,16 +39,16 @@ async def revoke_token(
     session: AsyncSession, *, token_id: int, user: User | None = None
 ) -> ApiToken:
     """Revoke a token (idempotent); scoped to user unless None (an operator on the CLI)."""
-    query = select(ApiToken).where(ApiToken.id == token_id)
+    query = select(ApiToken).where(col(ApiToken.id) == token_id)
     if user is not None and not user.is_admin:
-        query = query.where(ApiToken.user_id == user.id)
+        query = query.where(col(ApiToken.user_id) == user.id)
     token = (await session.execute(query)).scalar_one_or_none()
     if token is None:
         raise NotFound(f"no API token with id {token_id}")
     if token.revoked_at is None:
         now = utcnow()
         await session.execute(
-            update(ApiToken).where(ApiToken.id == token_id).values(revoked_at=now)
+            update(ApiToken).where(col(ApiToken.id) == token_id).values(revoked_at=now)
         )
         token.revoked_at = now
         await session.commit()

@@ -7,6 +7,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from webapp.errors import Conflict, NotFound
 from webapp.models import User, UserCreate
@@ -51,7 +52,7 @@ async def create_user(session: AsyncSession, *, data: UserCreate) -> User:
 async def get_user_by_username(session: AsyncSession, *, username: str) -> User:
     """The user called username; NotFound otherwise."""
     user = (
-        await session.execute(select(User).where(User.username == username))
+        await session.execute(select(User).where(col(User.username) == username))
     ).scalar_one_or_none()
     if user is None:
         raise NotFound(f"no user named {username!r}")
@@ -60,5 +61,5 @@ async def get_user_by_username(session: AsyncSession, *, username: str) -> User:
 
 async def count_admins(session: AsyncSession) -> int:
     """How many active admin users exist (serve says how to create the first)."""
-    query = select(func.count()).select_from(User).where(User.is_admin, User.is_active)
+    query = select(func.count()).select_from(User).where(col(User.is_admin), col(User.is_active))
     return int((await session.execute(query)).scalar_one())
