@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import orjson
@@ -109,3 +109,24 @@ async def get_async_session(request: Request) -> AsyncIterator[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
         yield session
+
+
+class Database:
+    """The engine and its sessions; services open one short session per operation."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessionmaker = create_sessionmaker(engine)
+
+    @property
+    def dialect(self) -> str:
+        """'sqlite' or 'postgresql'."""
+        return self.engine.dialect.name
+
+    def read(self) -> AsyncSession:
+        """A session for reads (a deferred transaction on SQLite; never commits)."""
+        return self.sessionmaker()
+
+    def write(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A session in a write transaction, committed when the block ends without error."""
+        return write_session(self.sessionmaker)

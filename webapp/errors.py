@@ -39,3 +39,11 @@ class DatabaseUnavailable(MemoryAdminError):
     """The database cannot be reached or has not been migrated."""
 
     status_code = 503
+
+
+class VersionConflict(Conflict):
+    """An edit was based on a stale version; `current` holds the memory as it is now."""
+
+    def __init__(self, message: str, *, current: object) -> None:
+        super().__init__(message)
+        self.current = current

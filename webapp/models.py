@@ -134,6 +134,8 @@ class LongTermMemory(MemoryBase, table=True):
         Index("ix_long_term_memory_tags_gin", "tags", postgresql_using="gin").ddl_if(
             dialect="postgresql"
         ),
+        # The audit trail outlives purged rows, so an id must never be handed out twice.
+        {"sqlite_autoincrement": True},
     )
 
     id: int | None = Field(default=None, primary_key=True)

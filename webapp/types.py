@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-PortableJSON = JSON().with_variant(JSONB(), "postgresql")
+PortableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 """JSON text on SQLite, JSONB on PostgreSQL (where the tags column gets a GIN index)."""
 
 

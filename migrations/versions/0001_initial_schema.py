@@ -80,6 +80,7 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "user_id", "namespace", "key", name=op.f("uq_long_term_memory_user_id_namespace_key")
         ),
+        sqlite_autoincrement=True,  # ids are never reused: events outlive purged rows
     )
     op.create_index(op.f("ix_long_term_memory_importance"), "long_term_memory", ["importance"])
     op.create_index(op.f("ix_long_term_memory_namespace"), "long_term_memory", ["namespace"])

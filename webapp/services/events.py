@@ -1,0 +1,64 @@
+"""The audit trail: one MemoryEvent per write, in the write's own transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webapp.formats import format_time
+from webapp.models import EventAction, LongTermMemory, MemoryEvent
+from webapp.services.principal import Principal
+
+AUDITED_FIELDS = (
+    "content",
+    "tags",
+    "importance",
+    "expires_at",
+    "is_deleted",
+    "deleted_at",
+)
+
+
+def _json(value: Any) -> Any:
+    return format_time(value) if isinstance(value, datetime) else value
+
+
+def snapshot(memory: LongTermMemory) -> dict[str, Any]:
+    """The audited fields of a memory, as plain values."""
+    return {name: getattr(memory, name) for name in AUDITED_FIELDS}
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{field: {"old": ..., "new": ...}} for every audited field that changed."""
+    return {
+        name: {"old": _json(before[name]), "new": _json(after[name])}
+        for name in AUDITED_FIELDS
+        if before[name] != after[name]
+    }
+
+
+def record(
+    session: AsyncSession,
+    *,
+    memory: LongTermMemory,
+    principal: Principal,
+    action: EventAction,
+    changes: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    """Add the event to the session; it commits with the write it describes."""
+    assert memory.id is not None
+    session.add(
+        MemoryEvent(
+            memory_id=memory.id,
+            user_id=memory.user_id,
+            actor=principal.actor,
+            actor_user_id=principal.user_id,
+            actor_token_id=principal.token_id,
+            action=action,
+            changes=changes or None,
+            created_at=now,
+        )
+    )

@@ -1,0 +1,308 @@
+"""Memories: remember, recall, get, update, soft delete, restore and purge.
+
+Every function takes the acting Principal and is scoped by it: another user's memory
+behaves exactly as an absent one (NotFound). Each write runs in one write transaction
+(BEGIN IMMEDIATE on SQLite, the row locked FOR UPDATE on PostgreSQL) and records its
+MemoryEvent in that same transaction. Edits that carry a version are refused with a
+VersionConflict when the memory has moved on, so nothing is silently overwritten.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, false, func, insert, select, true, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webapp.db import Database
+from webapp.errors import InvalidInput, NotFound, VersionConflict
+from webapp.models import EventAction, LongTermMemory, MemoryCreate, MemoryEvent, MemoryUpdate
+from webapp.services import events
+from webapp.services.filters import state_condition
+from webapp.services.principal import Principal
+from webapp.types import utcnow
+
+_table = LongTermMemory.__table__  # type: ignore[attr-defined]
+_c = _table.c
+
+
+@dataclass
+class RememberResult:
+    """The memory after an upsert, and whether it was created (201) or not (200)."""
+
+    memory: LongTermMemory
+    created: bool
+
+
+@dataclass
+class PurgeReport:
+    """How many rows a purge removed (or, for a dry run, would remove)."""
+
+    deleted: int
+    expired: int
+    dry_run: bool
+
+
+def _not_found(memory_id: int | None = None) -> NotFound:
+    return NotFound("memory not found" if memory_id is None else f"memory {memory_id} not found")
+
+
+async def _locked(session: AsyncSession, *conditions: ColumnElement[bool]) -> LongTermMemory | None:
+    """The one memory matching conditions, locked for this transaction on PostgreSQL."""
+    query = select(LongTermMemory).where(*conditions).with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+def _check_version(memory: LongTermMemory, expected: int | None) -> None:
+    if expected is not None and memory.version != expected:
+        raise VersionConflict(
+            f"memory {memory.id} was changed by someone else (now at version {memory.version}, "
+            f"your edit was based on version {expected})",
+            current=memory,
+        )
+
+
+async def remember(
+    db: Database,
+    *,
+    principal: Principal,
+    data: MemoryCreate,
+    owner_id: int | None = None,
+    expected_version: int | None = None,
+) -> RememberResult:
+    """Upsert by (owner, namespace, key); writing a soft-deleted key revives it.
+
+    Concurrent first writes of one key: one creates it, the others update it.
+    """
+    owner = principal.owner_for(owner_id)
+    now = utcnow()
+    by_key = (_c.user_id == owner, _c.namespace == data.namespace, _c.key == data.key)
+    async with db.write() as session:
+        memory = await _locked(session, *by_key)
+        if memory is None:
+            if expected_version is not None:
+                raise VersionConflict(
+                    f"{data.namespace}/{data.key} does not exist; omit version to create it",
+                    current=None,
+                )
+            memory = LongTermMemory(
+                **data.model_dump(), user_id=owner, created_at=now, updated_at=now, version=1
+            )
+            try:
+                async with session.begin_nested():
+                    session.add(memory)
+            except IntegrityError:
+                memory = await _locked(session, *by_key)  # a concurrent writer created it
+                if memory is None:
+                    raise
+            else:
+                events.record(
+                    session,
+                    memory=memory,
+                    principal=principal,
+                    action=EventAction.create,
+                    changes=None,
+                    now=now,
+                )
+                return RememberResult(memory=memory, created=True)
+
+        _check_version(memory, expected_version)
+        before = events.snapshot(memory)
+        revived = memory.is_deleted
+        for name in ("content", "tags", "importance", "expires_at"):
+            setattr(memory, name, getattr(data, name))
+        memory.is_deleted, memory.deleted_at = False, None
+        changes = events.diff(before, events.snapshot(memory))
+        if changes:
+            memory.version += 1
+            memory.updated_at = now
+            action = EventAction.restore if revived else EventAction.update
+            events.record(
+                session, memory=memory, principal=principal, action=action, changes=changes, now=now
+            )
+        return RememberResult(memory=memory, created=False)
+
+
+async def recall(
+    db: Database,
+    *,
+    principal: Principal,
+    namespace: str,
+    key: str,
+    owner_id: int | None = None,
+) -> LongTermMemory:
+    """The active memory at namespace/key, counting the access in SQL (not an event)."""
+    owner = principal.owner_for(owner_id)
+    now = utcnow()
+    statement = (
+        update(LongTermMemory)
+        .where(
+            _c.user_id == owner,
+            _c.namespace == namespace,
+            _c.key == key,
+            state_condition("active", now=now),
+        )
+        .values(access_count=_c.access_count + 1, last_accessed_at=now)
+        .returning(LongTermMemory)
+        .execution_options(synchronize_session=False)
+    )
+    async with db.write() as session:
+        memory = (await session.execute(statement)).scalar_one_or_none()
+    if memory is None:
+        raise _not_found()
+    return memory
+
+
+async def get_memory(
+    db: Database, *, principal: Principal, memory_id: int, include_deleted: bool = False
+) -> LongTermMemory:
+    """One memory by id (not an access); a soft-deleted one only with include_deleted."""
+    query = select(LongTermMemory).where(_c.id == memory_id, principal.visible())
+    if not include_deleted:
+        query = query.where(_c.is_deleted.is_(false()))
+    async with db.read() as session:
+        memory = (await session.execute(query)).scalar_one_or_none()
+    if memory is None:
+        raise _not_found(memory_id)
+    return memory
+
+
+async def update_memory(
+    db: Database, *, principal: Principal, memory_id: int, changes: MemoryUpdate
+) -> LongTermMemory:
+    """Edit content, tags, importance or expiry (None clears the expiry); checks version."""
+    requested = changes.model_dump(exclude_unset=True, exclude={"version"})
+    for name in ("content", "tags", "importance"):
+        if name in requested and requested[name] is None:
+            raise InvalidInput(f"{name} cannot be null")
+    now = utcnow()
+    async with db.write() as session:
+        memory = await _locked(
+            session, _c.id == memory_id, principal.visible(), _c.is_deleted.is_(false())
+        )
+        if memory is None:
+            raise _not_found(memory_id)
+        _check_version(memory, changes.version)
+        before = events.snapshot(memory)
+        for name, value in requested.items():
+            setattr(memory, name, value)
+        diff = events.diff(before, events.snapshot(memory))
+        if diff:
+            memory.version += 1
+            memory.updated_at = now
+            events.record(
+                session,
+                memory=memory,
+                principal=principal,
+                action=EventAction.update,
+                changes=diff,
+                now=now,
+            )
+        return memory
+
+
+async def delete_memory(
+    db: Database, *, principal: Principal, memory_id: int, expected_version: int | None = None
+) -> LongTermMemory:
+    """Soft-delete (undoable until purged); deleting a deleted memory is NotFound."""
+    return await _set_deleted(
+        db, principal=principal, memory_id=memory_id, deleted=True, expected=expected_version
+    )
+
+
+async def restore_memory(
+    db: Database, *, principal: Principal, memory_id: int, expected_version: int | None = None
+) -> LongTermMemory:
+    """Undo a soft delete; restoring a memory that is not deleted is NotFound."""
+    return await _set_deleted(
+        db, principal=principal, memory_id=memory_id, deleted=False, expected=expected_version
+    )
+
+
+async def _set_deleted(
+    db: Database, *, principal: Principal, memory_id: int, deleted: bool, expected: int | None
+) -> LongTermMemory:
+    now = utcnow()
+    currently = _c.is_deleted.is_(false()) if deleted else _c.is_deleted.is_(true())
+    async with db.write() as session:
+        memory = await _locked(session, _c.id == memory_id, principal.visible(), currently)
+        if memory is None:
+            raise _not_found(memory_id)
+        _check_version(memory, expected)
+        before = events.snapshot(memory)
+        memory.is_deleted = deleted
+        memory.deleted_at = now if deleted else None
+        memory.version += 1
+        memory.updated_at = now
+        events.record(
+            session,
+            memory=memory,
+            principal=principal,
+            action=EventAction.delete if deleted else EventAction.restore,
+            changes=events.diff(before, events.snapshot(memory)),
+            now=now,
+        )
+        return memory
+
+
+def _purgeable(
+    *, now: datetime, retention_days: int, expired_grace_days: int
+) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """(soft-deleted past retention, expired past the grace period)."""
+    deleted = and_(_c.is_deleted.is_(true()), _c.deleted_at <= now - timedelta(days=retention_days))
+    expired = and_(
+        _c.is_deleted.is_(false()), _c.expires_at <= now - timedelta(days=expired_grace_days)
+    )
+    return deleted, expired
+
+
+async def purge(
+    db: Database,
+    *,
+    principal: Principal,
+    retention_days: int = 30,
+    expired_grace_days: int = 7,
+    dry_run: bool = False,
+) -> PurgeReport:
+    """Hard-delete soft-deleted rows past retention and rows expired past the grace period.
+
+    Each purged row leaves a `purge` event. The dry run counts with the same conditions
+    in the same kind of transaction, so it reports what the real run would remove.
+    """
+    if retention_days < 0 or expired_grace_days < 0:
+        raise InvalidInput("retention and grace periods must be 0 days or more")
+    now = utcnow()
+    deleted, expired = _purgeable(
+        now=now, retention_days=retention_days, expired_grace_days=expired_grace_days
+    )
+    visible = principal.visible()
+    async with db.write() as session:
+        counts = {}
+        for label, condition in (("deleted", deleted), ("expired", expired)):
+            if dry_run:
+                query = select(func.count()).select_from(_table).where(condition, visible)
+                counts[label] = int((await session.execute(query)).scalar_one())
+                continue
+            removed = await session.execute(
+                delete(_table).where(condition, visible).returning(_c.id, _c.user_id)
+            )
+            rows: list[dict[str, Any]] = [
+                {
+                    "memory_id": memory_id,
+                    "user_id": user_id,
+                    "actor": principal.actor,
+                    "actor_user_id": principal.user_id,
+                    "actor_token_id": principal.token_id,
+                    "action": EventAction.purge.value,
+                    "changes": {"state": {"old": label, "new": None}},
+                    "created_at": now,
+                }
+                for memory_id, user_id in removed
+            ]
+            if rows:
+                await session.execute(insert(MemoryEvent.__table__), rows)  # type: ignore[attr-defined]
+            counts[label] = len(rows)
+    return PurgeReport(deleted=counts["deleted"], expired=counts["expired"], dry_run=dry_run)
