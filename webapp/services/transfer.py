@@ -52,6 +52,7 @@ from webapp.types import utcnow
 CHUNK_BYTES = 1024 * 1024
 IN_FLIGHT_CHUNKS = 3
 IMPORT_ACTOR = "import"
+ANALYZE_AFTER_ROWS = 10_000
 
 ProgressCallback = Callable[[int], None]
 
@@ -509,7 +510,24 @@ async def import_jsonl(
         else:
             await transaction.commit()
         await writer.finish()
+    if report.created + report.updated >= ANALYZE_AFTER_ROWS:
+        await _refresh_statistics(engine)
     return report
+
+
+async def _refresh_statistics(engine: AsyncEngine) -> None:
+    """Let the query planner see the new rows now, not when autovacuum gets round to it.
+
+    Without statistics a freshly filled table looks empty, and PostgreSQL then finds a
+    key through the (user_id, namespace) index and filters the rest, a scan that grows
+    with the table. SQLite samples a bounded number of rows per index.
+    """
+    async with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            await conn.exec_driver_sql("PRAGMA analysis_limit = 1000")
+        await conn.exec_driver_sql("ANALYZE long_term_memory")
+        await conn.exec_driver_sql("ANALYZE memory_event")
+        await conn.commit()
 
 
 # --- export ------------------------------------------------------------------------------
