@@ -562,3 +562,62 @@ def test_serve_without_secret_key_on_a_configured_database_fails(tmp_path: Path)
     result = run_cli("serve", "--port", "8765", database_url=url, cwd=tmp_path, secret_key=None)
 
     assert_one_line_error(result, "SECRET_KEY")
+
+
+# --- purge -------------------------------------------------------------------------------
+
+
+def purge_counts(output: str) -> tuple[int, int]:
+    """(soft-deleted, expired) from purge's summary line."""
+    found = re.search(r"(\d+) soft-deleted .* and (\d+) expired", output)
+    assert found, output
+    return int(found[1]), int(found[2])
+
+
+def test_purge_dry_run_counts_what_the_real_run_removes(cli: Runner, tmp_path: Path) -> None:
+    def line(key: str, **fields: Any) -> str:
+        row = {"user": "alice", "namespace": "facts", "key": key, "content": "c", **fields}
+        return json.dumps(row) + "\n"
+
+    data = tmp_path / "purge.jsonl"
+    data.write_text(
+        line("deleted-long-ago", is_deleted=True, deleted_at="2020-01-01T00:00:00Z")
+        + line("deleted-recently", is_deleted=True, deleted_at="2999-01-01T00:00:00Z")
+        + line("expired-long-ago", expires_at="2020-01-01T00:00:00Z")
+        + line("expires-later", expires_at="2999-01-01T00:00:00Z")
+        + line("active")
+    )
+    assert cli("import", str(data)).code == 0
+
+    dry = cli("purge", "--dry-run")
+    assert dry.code == 0, dry
+    assert purge_counts(dry.out) == (1, 1)
+    assert len(records(cli("export").stdout)) == 5
+
+    real = cli("purge")
+    assert real.code == 0, real
+    assert purge_counts(real.out) == purge_counts(dry.out)
+    kept = sorted(row["key"] for row in records(cli("export").stdout))
+    assert kept == ["active", "deleted-recently", "expires-later"]
+    assert purge_counts(cli("purge", "--dry-run").out) == (0, 0)
+
+
+def test_purge_takes_the_retention_and_grace_periods(cli: Runner, tmp_path: Path) -> None:
+    data = tmp_path / "purge.jsonl"
+    data.write_text(
+        json.dumps(
+            {"user": "bob", "namespace": "n", "key": "gone", "content": "c", "is_deleted": True}
+        )  # deleted_at: the import time
+        + "\n"
+    )
+    assert cli("import", str(data)).code == 0
+    assert purge_counts(cli("purge", "--dry-run").out) == (0, 0)
+    assert purge_counts(cli("purge", "--retention-days", "0").out) == (1, 0)
+
+
+@pytest.mark.parametrize("option", ["--retention-days", "--expired-grace-days"])
+def test_purge_refuses_negative_days(tmp_path: Path, option: str) -> None:
+    result = run_cli(
+        "purge", option, "-1", database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", cwd=tmp_path
+    )
+    assert_one_line_error(result, code=2)

@@ -304,6 +304,48 @@ def _progress_bar(total: int | None) -> Any:
     return bar()
 
 
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+@click.option(
+    "--retention-days",
+    type=click.IntRange(min=0),
+    default=30,
+    show_default=True,
+    help="Remove soft-deleted memories deleted more than this many days ago.",
+)
+@click.option(
+    "--expired-grace-days",
+    type=click.IntRange(min=0),
+    default=7,
+    show_default=True,
+    help="Remove memories that expired more than this many days ago.",
+)
+def purge(dry_run: bool, retention_days: int, expired_grace_days: int) -> None:
+    """Hard-delete old soft-deleted and long-expired memories of every user (audited)."""
+    from webapp.db import Database
+    from webapp.services.memories import purge as purge_memories
+    from webapp.services.principal import Principal
+
+    async def work(engine: AsyncEngine, _settings: Settings) -> Any:
+        return await purge_memories(
+            Database(engine),
+            principal=Principal.operator(),
+            retention_days=retention_days,
+            expired_grace_days=expired_grace_days,
+            dry_run=dry_run,
+        )
+
+    report = run_with_engine(work)
+    counts = (
+        f"{report.deleted} soft-deleted (deleted over {retention_days} days ago) and "
+        f"{report.expired} expired (over {expired_grace_days} days ago)"
+    )
+    if dry_run:
+        click.echo(f"Dry run, nothing removed: would purge {counts}.")
+    else:
+        click.echo(f"Purged {counts}.")
+
+
 @cli.command("export")
 @click.option("--user", "username", default=None, help="Only this user's memories.")
 @click.option("--namespace", default=None, help="Exact namespace, or a prefix ending in '/'.")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, true
 
-from webapp.errors import NotFound
+from webapp.errors import InvalidInput, NotFound
 from webapp.models import ApiToken, LongTermMemory, User
 
 
@@ -14,10 +14,15 @@ from webapp.models import ApiToken, LongTermMemory, User
 class Principal:
     """The acting identity; every query and write of the service layer is scoped by it."""
 
-    user_id: int
+    user_id: int | None
     username: str
     is_admin: bool = False
     token_id: int | None = None
+
+    @classmethod
+    def operator(cls, name: str = "cli") -> Principal:
+        """Someone at the command line of the server: an admin who is not a user row."""
+        return cls(user_id=None, username=name, is_admin=True)
 
     @classmethod
     def of_user(cls, user: User) -> Principal:
@@ -38,6 +43,8 @@ class Principal:
         """How the audit trail names this principal: `user:NAME` or `token:ID:NAME` (an agent)."""
         if self.token_id is not None:
             return f"token:{self.token_id}:{self.username}"
+        if self.user_id is None:
+            return f"operator:{self.username}"
         return f"user:{self.username}"
 
     def visible(self) -> ColumnElement[bool]:
@@ -53,6 +60,8 @@ class Principal:
         that would confirm the other user exists.
         """
         if user_id is None or user_id == self.user_id:
+            if self.user_id is None:
+                raise InvalidInput("say which user this memory belongs to")
             return self.user_id
         if not self.is_admin:
             raise NotFound("no such user")
