@@ -219,7 +219,18 @@ async def pg_drop(admin_url: str, name: str) -> None:
     await conn.close()
 
 
-def bench_sqlite(data: Path, rows: int, workdir: Path) -> dict[str, object]:
+def seed_one_row(env: dict[str, str], workdir: Path) -> None:
+    """Import one memory first, so the timed import keeps every index up to date row by row
+    (into an empty table it drops the secondary indexes and builds them at the end)."""
+    seed = workdir / "seed.jsonl"
+    seed.write_text(
+        '{"user": "seed", "namespace": "seed", "key": "seed", "content": "one row first"}\n'
+    )
+    if memory_admin(env, "import", str(seed), stdout=subprocess.DEVNULL).wait() != 0:
+        raise SystemExit("seeding the database failed")
+
+
+def bench_sqlite(data: Path, rows: int, workdir: Path, non_empty: bool) -> dict[str, object]:
     results: dict[str, object] = {"db": "sqlite"}
     for label in ("floor", "import"):
         db = workdir / f"{label}.db"
@@ -230,6 +241,8 @@ def bench_sqlite(data: Path, rows: int, workdir: Path) -> dict[str, object]:
         if label == "floor":
             results["floor_s"] = floor_sqlite(db, data)
         else:
+            if non_empty:
+                seed_one_row(env, workdir)
             seconds, peak, summary = timed_import(env, data)
             results.update(import_s=seconds, peak=peak, summary=summary)
         for suffix in ("", "-wal", "-shm"):
@@ -237,7 +250,9 @@ def bench_sqlite(data: Path, rows: int, workdir: Path) -> dict[str, object]:
     return results
 
 
-def bench_postgres(data: Path, rows: int, admin_url: str) -> dict[str, object]:
+def bench_postgres(
+    data: Path, rows: int, admin_url: str, workdir: Path, non_empty: bool
+) -> dict[str, object]:
     results: dict[str, object] = {"db": "postgresql"}
     for label in ("floor", "import"):
         name = f"ma_bench_{label}_{uuid.uuid4().hex[:8]}"
@@ -249,6 +264,8 @@ def bench_postgres(data: Path, rows: int, admin_url: str) -> dict[str, object]:
             if label == "floor":
                 results["floor_s"] = asyncio.run(floor_postgres(url.replace("+asyncpg", ""), data))
             else:
+                if non_empty:
+                    seed_one_row(env, workdir)
                 seconds, peak, summary = timed_import(env, data)
                 results.update(import_s=seconds, peak=peak, summary=summary)
         finally:
@@ -261,6 +278,11 @@ def main() -> None:
     parser.add_argument("--file", type=Path, help="JSON Lines to import (default: generate)")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows to generate")
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--non-empty",
+        action="store_true",
+        help="import into a table that already has a row (indexes maintained row by row)",
+    )
     parser.add_argument("--postgres-url", default=os.environ.get("TEST_POSTGRES_URL", DEFAULT_PG))
     args = parser.parse_args()
 
@@ -279,9 +301,9 @@ def main() -> None:
         print(f"data: {data} ({rows} rows, {data.stat().st_size / 1e6:.0f} MB)", flush=True)
         results = []
         if args.db in ("sqlite", "both"):
-            results.append(bench_sqlite(data, rows, workdir))
+            results.append(bench_sqlite(data, rows, workdir, args.non_empty))
         if args.db in ("postgresql", "both"):
-            results.append(bench_postgres(data, rows, args.postgres_url))
+            results.append(bench_postgres(data, rows, args.postgres_url, workdir, args.non_empty))
 
     print()
     print("| database | floor rows/s | import rows/s | import / floor | peak RSS (MB) |")

@@ -277,3 +277,22 @@ async def test_export_import_export_round_trip(
         await fresh.dispose()
     assert second == first
     assert len(first.splitlines()) == 500
+
+
+@pytest.mark.parametrize("outcome", ["committed", "dry run", "failed"])
+async def test_indexes_deferred_into_an_empty_table_are_all_back(
+    db: AsyncEngine, outcome: str
+) -> None:
+    data = jsonl(*(record(key=f"k{i}") for i in range(50)))
+    if outcome == "committed":
+        await run_import(db, data)
+    elif outcome == "dry run":
+        await run_import(db, data, dry_run=True)
+    else:
+        with pytest.raises(ImportFailed):
+            await run_import(db, data + b"{}\n")
+    assert await migrate.schema_differences(db) == []
+    # and they are used: a second import into the non-empty table takes the normal path
+    report = await run_import(db, jsonl(record(key="k1", content="new"), record(key="extra")))
+    assert report.created + report.updated == 2
+    assert await migrate.schema_differences(db) == []

@@ -47,8 +47,6 @@ ROW_COLUMNS = ("user_id", *FIELDS[1:])
 UPDATABLE_COLUMNS = ROW_COLUMNS[3:]
 """What an import may change on an existing row; compared to tell updated from unchanged."""
 
-BATCH_ROWS = 5000
-
 
 @dataclass(frozen=True)
 class ParseOptions:
@@ -61,10 +59,9 @@ class ParseOptions:
 
 @dataclass
 class ParsedChunk:
-    """The rows of a chunk of lines, in batches without a repeated key, or the first error."""
+    """The rows of a chunk of lines, in file order, up to the first bad line."""
 
-    batches: list[list[tuple[Any, ...]]] = field(default_factory=list)
-    lines: int = 0
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
     error_line: int | None = None
     error: str | None = None
 
@@ -150,7 +147,7 @@ _parsers: dict[ParseOptions, RecordParser] = {}
 
 
 def parse_chunk(data: bytes, first_line: int, options: ParseOptions) -> ParsedChunk:
-    """Parse whole lines; a key repeated within a batch starts a new batch (later wins).
+    """Parse whole lines; stops at the first bad one, recording its number and the reason.
 
     Runs in a worker process for large imports, so it returns errors instead of raising.
     """
@@ -158,27 +155,16 @@ def parse_chunk(data: bytes, first_line: int, options: ParseOptions) -> ParsedCh
     if parser is None:
         parser = _parsers[options] = RecordParser(options)
     chunk = ParsedChunk()
-    rows: list[tuple[Any, ...]] = []
-    keys: set[tuple[str, str, str]] = set()
     line_no = first_line - 1
     for line in data.splitlines():
         line_no += 1
         if not line.strip():
             continue
         try:
-            row = parser.parse(line)
+            chunk.rows.append(parser.parse(line))
         except ValueError as exc:
             chunk.error_line, chunk.error = line_no, str(exc)
-            return chunk
-        identity = (row[0], row[1], row[2])
-        if identity in keys or len(rows) >= BATCH_ROWS:
-            chunk.batches.append(rows)
-            rows, keys = [], set()
-        rows.append(row)
-        keys.add(identity)
-        chunk.lines += 1
-    if rows:
-        chunk.batches.append(rows)
+            break
     return chunk
 
 
