@@ -6,7 +6,7 @@ Create / Update / Public schemas derived from it. Field rules come from validati
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy import (
@@ -186,6 +186,31 @@ class MemoryUpdate(SQLModel):
     importance: Importance | None = None
     expires_at: AwareDatetime | None = None
     version: int | None = Field(default=None, ge=1)
+
+
+SORT_FIELDS = ("updated_at", "importance", "access_count", "last_accessed_at", "created_at")
+SORTS = tuple(f"{sign}{name}" for name in SORT_FIELDS for sign in ("-", ""))
+
+
+class BrowseQuery(SQLModel):
+    """The SPEC 3 filters, as the admin's query string and the API's parameters.
+
+    Full-text search (`q`) comes with the search indexes; the other filters are here.
+    """
+
+    user: str | None = Field(default=None, max_length=150)
+    namespace: str | None = Field(default=None, max_length=201)
+    tag: list[str] = Field(default_factory=list, max_length=32)
+    tags_mode: Literal["any", "all"] = "any"
+    min_importance: Importance | None = None
+    max_importance: Importance | None = None
+    state: Literal["active", "expired", "deleted", "all"] = "active"
+    expiring_within: int | None = Field(default=None, ge=0, le=36_500)
+    accessed: Literal["never", "stale"] | None = None
+    stale_days: int = Field(default=90, ge=1, le=36_500)
+    sort: Literal[SORTS] = "-updated_at"  # type: ignore[valid-type]
+    cursor: str | None = Field(default=None, max_length=2000)
+    limit: int = Field(default=50, ge=1, le=200)
 
 
 class MemoryPublic(MemoryBase):
