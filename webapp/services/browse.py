@@ -39,7 +39,7 @@ class Page:
     count_capped: bool
 
 
-async def _conditions(
+async def filter_conditions(
     db: Database, principal: Principal, query: BrowseQuery, now: datetime
 ) -> list[ColumnElement[bool]] | None:
     """The WHERE clauses of query for principal; None when nothing can match."""
@@ -102,7 +102,7 @@ async def browse(
 ) -> Page:
     """One page of the memories matching query, as principal may see them (not an access)."""
     now = utcnow()
-    conditions = await _conditions(db, principal, query, now)
+    conditions = await filter_conditions(db, principal, query, now)
     if conditions is None:
         return Page(items=[], next_cursor=None, prev_cursor=None, count=0, count_capped=False)
     field = query.sort.lstrip("-")

@@ -1,0 +1,172 @@
+"""Bulk actions on chosen memories or on every memory matching a filter: all or nothing.
+
+The whole action runs in one write transaction with the rows locked: one missing id
+(or another user's), one stale version or one bad value raises before anything is
+written. Every memory it changes gets its own event, as a single edit would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, select
+
+from webapp.db import Database
+from webapp.errors import InvalidInput, NotFound, VersionConflict
+from webapp.models import BrowseQuery, EventAction, LongTermMemory
+from webapp.services import events
+from webapp.services.browse import filter_conditions
+from webapp.services.principal import Principal
+from webapp.types import utcnow
+from webapp.validation import ensure_utc, validate_importance, validate_tags
+
+SAMPLE_SIZE = 5
+
+_c = LongTermMemory.__table__.c  # type: ignore[attr-defined]
+
+
+class BulkAction(StrEnum):
+    """What a bulk action does to each selected memory."""
+
+    delete = "delete"
+    restore = "restore"
+    add_tag = "add_tag"
+    remove_tag = "remove_tag"
+    set_importance = "set_importance"
+    set_expiry = "set_expiry"
+
+
+@dataclass
+class Selection:
+    """Either explicit ids (optionally with the version each was seen at) or a filter."""
+
+    ids: Sequence[int] = ()
+    versions: Mapping[int, int] = field(default_factory=dict)
+    query: BrowseQuery | None = None
+
+
+@dataclass
+class BulkResult:
+    """How many selected memories changed, and how many already were as asked."""
+
+    changed: int
+    unchanged: int
+
+
+@dataclass
+class BulkPreview:
+    """What a bulk action would touch: how many memories, and a few of them."""
+
+    count: int
+    sample: list[LongTermMemory]
+
+
+def _checked_value(action: BulkAction, value: Any) -> Any:
+    """The action's value, validated with the same rules as a single edit."""
+    try:
+        if action in (BulkAction.add_tag, BulkAction.remove_tag):
+            if not isinstance(value, str):
+                raise ValueError("a tag is required")
+            return validate_tags([value])[0]
+        if action is BulkAction.set_importance:
+            return validate_importance(value)
+        if action is BulkAction.set_expiry:
+            if value is not None and not isinstance(value, datetime):
+                raise ValueError("expiry must be a datetime or none")
+            return ensure_utc(value)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    return None
+
+
+async def _conditions(
+    db: Database, principal: Principal, selection: Selection
+) -> list[ColumnElement[bool]] | None:
+    if selection.query is not None:
+        return await filter_conditions(db, principal, selection.query, utcnow())
+    if not selection.ids:
+        raise InvalidInput("select at least one memory")
+    return [principal.visible(), _c.id.in_(list(selection.ids))]
+
+
+async def preview(db: Database, *, principal: Principal, selection: Selection) -> BulkPreview:
+    """How many memories a bulk action on selection would touch, with a sample."""
+    conditions = await _conditions(db, principal, selection)
+    if conditions is None:
+        return BulkPreview(count=0, sample=[])
+    query = select(LongTermMemory).where(*conditions).order_by(_c.id)
+    async with db.read() as session:
+        rows = list((await session.execute(query)).scalars())
+    return BulkPreview(count=len(rows), sample=rows[:SAMPLE_SIZE])
+
+
+def _apply(memory: LongTermMemory, action: BulkAction, value: Any, now: datetime) -> None:
+    if action is BulkAction.delete:
+        if not memory.is_deleted:
+            memory.is_deleted, memory.deleted_at = True, now
+    elif action is BulkAction.restore:
+        memory.is_deleted, memory.deleted_at = False, None
+    elif action is BulkAction.add_tag:
+        try:
+            memory.tags = validate_tags([*memory.tags, value])
+        except ValueError as exc:
+            raise InvalidInput(f"memory {memory.id}: {exc}") from None
+    elif action is BulkAction.remove_tag:
+        memory.tags = [tag for tag in memory.tags if tag != value]
+    elif action is BulkAction.set_importance:
+        memory.importance = value
+    elif action is BulkAction.set_expiry:
+        memory.expires_at = value
+
+
+async def apply(
+    db: Database,
+    *,
+    principal: Principal,
+    selection: Selection,
+    action: BulkAction,
+    value: Any = None,
+) -> BulkResult:
+    """Run action on every selected memory in one transaction, or on none of them."""
+    checked = _checked_value(action, value)
+    conditions = await _conditions(db, principal, selection)
+    if conditions is None:
+        return BulkResult(changed=0, unchanged=0)
+    now = utcnow()
+    query = select(LongTermMemory).where(*conditions).order_by(_c.id).with_for_update()
+    changed = unchanged = 0
+    async with db.write() as session:
+        rows = list((await session.execute(query)).scalars())
+        if selection.query is None:
+            missing = set(selection.ids) - {memory.id for memory in rows}
+            if missing:
+                raise NotFound(f"memories not found: {', '.join(map(str, sorted(missing)))}")
+        for memory in rows:
+            expected = selection.versions.get(memory.id or 0)
+            if expected is not None and expected != memory.version:
+                raise VersionConflict(
+                    f"memory {memory.id} was changed by someone else; nothing was changed",
+                    current=memory,
+                )
+        for memory in rows:
+            before = events.snapshot(memory)
+            _apply(memory, action, checked, now)
+            diff = events.diff(before, events.snapshot(memory))
+            if not diff:
+                unchanged += 1
+                continue
+            memory.version += 1
+            memory.updated_at = now
+            kind = {
+                BulkAction.delete: EventAction.delete,
+                BulkAction.restore: EventAction.restore,
+            }.get(action, EventAction.update)
+            events.record(
+                session, memory=memory, principal=principal, action=kind, changes=diff, now=now
+            )
+            changed += 1
+    return BulkResult(changed=changed, unchanged=unchanged)
