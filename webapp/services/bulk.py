@@ -152,21 +152,17 @@ async def apply(
                     f"memory {memory.id} was changed by someone else; nothing was changed",
                     current=memory,
                 )
+        kind = {
+            BulkAction.delete: EventAction.delete,
+            BulkAction.restore: EventAction.restore,
+        }.get(action, EventAction.update)
         for memory in rows:
             before = events.snapshot(memory)
             _apply(memory, action, checked, now)
-            diff = events.diff(before, events.snapshot(memory))
-            if not diff:
+            if events.record_change(
+                session, memory=memory, before=before, principal=principal, action=kind, now=now
+            ):
+                changed += 1
+            else:
                 unchanged += 1
-                continue
-            memory.version += 1
-            memory.updated_at = now
-            kind = {
-                BulkAction.delete: EventAction.delete,
-                BulkAction.restore: EventAction.restore,
-            }.get(action, EventAction.update)
-            events.record(
-                session, memory=memory, principal=principal, action=kind, changes=diff, now=now
-            )
-            changed += 1
     return BulkResult(changed=changed, unchanged=unchanged)

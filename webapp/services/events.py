@@ -39,6 +39,29 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, A
     }
 
 
+def record_change(
+    session: AsyncSession,
+    *,
+    memory: LongTermMemory,
+    before: dict[str, Any],
+    principal: Principal,
+    action: EventAction,
+    now: datetime,
+) -> bool:
+    """If memory differs from its snapshot `before`, count it as an edit and audit it.
+
+    An edit bumps version and updated_at and records one event with the field diff;
+    an edit that changed nothing leaves the memory and the trail alone. True if changed.
+    """
+    changes = diff(before, snapshot(memory))
+    if not changes:
+        return False
+    memory.version += 1
+    memory.updated_at = now
+    record(session, memory=memory, principal=principal, action=action, changes=changes, now=now)
+    return True
+
+
 def record(
     session: AsyncSession,
     *,

@@ -115,14 +115,14 @@ async def remember(
         for name in ("content", "tags", "importance", "expires_at"):
             setattr(memory, name, getattr(data, name))
         memory.is_deleted, memory.deleted_at = False, None
-        changes = events.diff(before, events.snapshot(memory))
-        if changes:
-            memory.version += 1
-            memory.updated_at = now
-            action = EventAction.restore if revived else EventAction.update
-            events.record(
-                session, memory=memory, principal=principal, action=action, changes=changes, now=now
-            )
+        events.record_change(
+            session,
+            memory=memory,
+            before=before,
+            principal=principal,
+            action=EventAction.restore if revived else EventAction.update,
+            now=now,
+        )
         return RememberResult(memory=memory, created=False)
 
 
@@ -189,18 +189,14 @@ async def update_memory(
         before = events.snapshot(memory)
         for name, value in requested.items():
             setattr(memory, name, value)
-        diff = events.diff(before, events.snapshot(memory))
-        if diff:
-            memory.version += 1
-            memory.updated_at = now
-            events.record(
-                session,
-                memory=memory,
-                principal=principal,
-                action=EventAction.update,
-                changes=diff,
-                now=now,
-            )
+        events.record_change(
+            session,
+            memory=memory,
+            before=before,
+            principal=principal,
+            action=EventAction.update,
+            now=now,
+        )
         return memory
 
 
@@ -235,14 +231,12 @@ async def _set_deleted(
         before = events.snapshot(memory)
         memory.is_deleted = deleted
         memory.deleted_at = now if deleted else None
-        memory.version += 1
-        memory.updated_at = now
-        events.record(
+        events.record_change(
             session,
             memory=memory,
+            before=before,
             principal=principal,
             action=EventAction.delete if deleted else EventAction.restore,
-            changes=events.diff(before, events.snapshot(memory)),
             now=now,
         )
         return memory
