@@ -103,6 +103,22 @@ def sort_key(memory: LongTermMemory, sort: str) -> tuple[Any, ...]:
     return (value is not None, value if value is not None else 0, memory.id)
 
 
+def row(**overrides: Any) -> dict[str, Any]:
+    """One memory for load(): u1's, in namespace a, never read, unless overridden."""
+    base: dict[str, Any] = {
+        "user": "u1",
+        "namespace": "a",
+        "importance": 0.5,
+        "access_count": 0,
+        "last_accessed_at": None,
+        "updated_at": 0,
+        "created_at": 0,
+        "is_deleted": False,
+        "tags": [],
+    }
+    return {**base, **overrides}
+
+
 @pytest.fixture
 def database(db: AsyncEngine) -> Database:
     """The service layer's handle on the test database."""
@@ -169,39 +185,16 @@ async def test_filters(db: AsyncEngine, database: Database) -> None:
     users = await load(
         db,
         [
-            {
-                "user": "u1",
-                "namespace": "a",
-                "importance": 0.2,
-                "access_count": 0,
-                "last_accessed_at": None,
-                "updated_at": 0,
-                "created_at": 0,
-                "is_deleted": False,
-                "tags": ["x"],
-            },
-            {
-                "user": "u1",
-                "namespace": "a/b",
-                "importance": 0.9,
-                "access_count": 1,
-                "last_accessed_at": 1,
-                "updated_at": 1,
-                "created_at": 0,
-                "is_deleted": False,
-                "tags": ["x", "y"],
-            },
-            {
-                "user": "u2",
-                "namespace": "c",
-                "importance": 0.5,
-                "access_count": 0,
-                "last_accessed_at": None,
-                "updated_at": 2,
-                "created_at": 0,
-                "is_deleted": True,
-                "tags": [],
-            },
+            row(importance=0.2, tags=["x"]),
+            row(
+                namespace="a/b",
+                importance=0.9,
+                access_count=1,
+                last_accessed_at=1,
+                updated_at=1,
+                tags=["x", "y"],
+            ),
+            row(user="u2", namespace="c", updated_at=2, is_deleted=True),
         ],
     )
     async with db.begin() as conn:
@@ -240,23 +233,7 @@ async def test_filters(db: AsyncEngine, database: Database) -> None:
 
 
 async def test_an_ordinary_user_sees_only_their_own(db: AsyncEngine, database: Database) -> None:
-    users = await load(
-        db,
-        [
-            {
-                "user": name,
-                "namespace": "a",
-                "importance": 0.5,
-                "access_count": 0,
-                "last_accessed_at": None,
-                "updated_at": 0,
-                "created_at": 0,
-                "is_deleted": False,
-                "tags": [],
-            }
-            for name in ("u1", "u2", "u2")
-        ],
-    )
+    users = await load(db, [row(user=name) for name in ("u1", "u2", "u2")])
     alice = Principal(user_id=users["u1"], username="u1")
     page = await browse(database, principal=alice, query=BrowseQuery(), signer=SIGNER)
     assert [memory.user_id for memory in page.items] == [users["u1"]]
@@ -270,18 +247,7 @@ async def test_counts_are_exact_up_to_the_cap(
 ) -> None:
     import webapp.services.browse as module
 
-    row = {
-        "user": "u1",
-        "namespace": "a",
-        "importance": 0.5,
-        "access_count": 0,
-        "last_accessed_at": None,
-        "updated_at": 0,
-        "created_at": 0,
-        "is_deleted": False,
-        "tags": [],
-    }
-    await load(db, [row] * 12)
+    await load(db, [row()] * 12)
     monkeypatch.setattr(module, "COUNT_CAP", 10)
     page = await browse(database, principal=ADMIN, query=BrowseQuery(limit=5), signer=SIGNER)
     assert (page.count, page.count_capped) == (10, True)
@@ -302,18 +268,7 @@ async def test_counts_are_exact_up_to_the_cap(
 async def test_a_bad_cursor_is_invalid_input(
     db: AsyncEngine, database: Database, mangle: Any
 ) -> None:
-    row = {
-        "user": "u1",
-        "namespace": "a",
-        "importance": 0.5,
-        "access_count": 0,
-        "last_accessed_at": None,
-        "updated_at": 0,
-        "created_at": 0,
-        "is_deleted": False,
-        "tags": [],
-    }
-    await load(db, [row] * 3)
+    await load(db, [row()] * 3)
     first = await browse(database, principal=ADMIN, query=BrowseQuery(limit=1), signer=SIGNER)
     assert first.next_cursor
     with pytest.raises(InvalidInput):
