@@ -47,8 +47,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_timeout=settings.db_pool_timeout,
         connect_args={
             "timeout": settings.db_connect_timeout,
-            # PostgreSQL's JIT costs more than it saves on our short, indexed queries.
-            "server_settings": {"jit": "off", "timezone": "UTC"},
+            # PostgreSQL's JIT costs more than it saves on our short, indexed queries. The
+            # hot part of the table is expected in memory or on SSD, where a random read
+            # costs about a sequential one: with the default of 4, a capped count of one
+            # user's memories reads that user's whole index range into a bitmap first
+            # (15 ms at a million rows) instead of stopping at the cap (1 ms).
+            "server_settings": {"jit": "off", "timezone": "UTC", "random_page_cost": "1.1"},
         },
         **common,
     )
@@ -71,6 +75,11 @@ def _configure_sqlite(engine: AsyncEngine, settings: Settings) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # Reads of a large table mostly fetch single rows by id: through the memory map
+        # they cost a memory access instead of a system call each; the page cache keeps
+        # the hot index pages of each pooled connection.
+        cursor.execute(f"PRAGMA mmap_size={settings.sqlite_mmap_mb * 1024 * 1024}")
+        cursor.execute(f"PRAGMA cache_size=-{settings.sqlite_cache_mb * 1024}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from webapp.models import metadata
 from webapp.paths import resource_dir
+from webapp.services import fulltext
 
 IncludeObject = Callable[[Any, str | None, str, bool, Any], bool]
 
@@ -29,9 +30,17 @@ def alembic_config(database_url: str) -> Config:
 
 
 def include_object_for(dialect_name: str) -> IncludeObject:
-    """Alembic's include_object: skip model DDL meant only for the other dialect (ddl_if)."""
+    """Alembic's include_object: skip model DDL meant only for the other dialect (ddl_if),
+    and the search objects the models do not describe (services/fulltext.py owns them)."""
+    unmodelled = {
+        "table": fulltext.UNMODELLED_TABLES,
+        "column": fulltext.UNMODELLED_COLUMNS,
+        "index": fulltext.UNMODELLED_INDEXES,
+    }
 
     def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        if reflected and name in unmodelled.get(type_, ()):
+            return False
         ddl_if = getattr(obj, "_ddl_if", None)
         if ddl_if is not None and ddl_if.dialect is not None and not reflected:
             return bool(ddl_if.dialect == dialect_name)

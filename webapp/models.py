@@ -134,6 +134,27 @@ class LongTermMemory(MemoryBase, table=True):
         Index("ix_long_term_memory_tags_gin", "tags", postgresql_using="gin").ddl_if(
             dialect="postgresql"
         ),
+        # Keyset pages walk these in order instead of sorting: the default view (all
+        # memories, newest first), one user's newest and most important, one user's
+        # namespace, and Trash.
+        Index("ix_long_term_memory_updated_at_id", "updated_at", "id"),
+        Index("ix_long_term_memory_user_id_updated_at_id", "user_id", "updated_at", "id"),
+        Index(
+            "ix_long_term_memory_user_id_namespace_updated_at_id",
+            "user_id",
+            "namespace",
+            "updated_at",
+            "id",
+        ),
+        Index("ix_long_term_memory_user_id_importance_id", "user_id", "importance", "id"),
+        Index(
+            "ix_long_term_memory_trash",
+            "user_id",
+            "updated_at",
+            "id",
+            sqlite_where=text("is_deleted IS 1"),
+            postgresql_where=text("is_deleted IS true"),
+        ),
         # The audit trail outlives purged rows, so an id must never be handed out twice.
         {"sqlite_autoincrement": True},
     )
@@ -195,13 +216,15 @@ SORTS = tuple(f"{sign}{name}" for name in SORT_FIELDS for sign in ("-", ""))
 class BrowseQuery(SQLModel):
     """The SPEC 3 filters, as the admin's query string and the API's parameters.
 
-    Full-text search (`q`) comes with the search indexes; the other filters are here.
+    `q` is full text over key and content: every word must appear (a trailing `*`
+    matches a prefix); the indexes and query syntax are in services/fulltext.py.
     """
 
     user: str | None = Field(default=None, max_length=150)
     namespace: str | None = Field(default=None, max_length=201)
     tag: list[str] = Field(default_factory=list, max_length=32)
     tags_mode: Literal["any", "all"] = "any"
+    q: str | None = Field(default=None, max_length=500)
     min_importance: Importance | None = None
     max_importance: Importance | None = None
     state: Literal["active", "expired", "deleted", "all"] = "active"
@@ -211,6 +234,15 @@ class BrowseQuery(SQLModel):
     sort: Literal[SORTS] = "-updated_at"  # type: ignore[valid-type]
     cursor: str | None = Field(default=None, max_length=2000)
     limit: int = Field(default=50, ge=1, le=200)
+
+
+class SearchRequest(SQLModel):
+    """An agent's ranked search: words to look for, optionally within a namespace and tags."""
+
+    query: str = Field(min_length=1, max_length=500)
+    namespace: str | None = Field(default=None, max_length=201)
+    tags: list[str] = Field(default_factory=list, max_length=32)
+    limit: int = Field(default=10, ge=1, le=100)
 
 
 class MemoryPublic(MemoryBase):

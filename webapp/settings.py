@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(10.0, gt=0)
     sqlite_busy_timeout_ms: int = Field(10_000, ge=0)
     sqlite_import_cache_mb: int = Field(64, ge=2, le=4096)
+    sqlite_cache_mb: int = Field(32, ge=2, le=4096)
+    sqlite_mmap_mb: int = Field(1024, ge=0, le=1_048_576)
 
     @field_validator("database_url")
     @classmethod

@@ -12,18 +12,31 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import UnaryExpression
-from sqlmodel import col
 
 from webapp.db import Database
-from webapp.models import BrowseQuery, LongTermMemory, User
+from webapp.models import BrowseQuery, LongTermMemory
+from webapp.services import fulltext
 from webapp.services.cursors import Cursor, CursorSigner
-from webapp.services.filters import namespace_condition, state_condition, tags_condition
+from webapp.services.filters import (
+    namespace_condition,
+    normal_tags,
+    state_condition,
+    tags_condition,
+    text_condition,
+)
 from webapp.services.principal import Principal
+from webapp.services.users import visible_user_id
 from webapp.types import utcnow
 
-COUNT_CAP = 10_000
+COUNT_CAP = 1_000
+"""Counts are exact up to here, then shown as '1,000+'. Counting costs a row visit per
+match (the state and scope checks need the row), so the cap bounds the cost of a page:
+10,000 would cost 10-40 ms a page on a million rows."""
 NULLABLE_SORTS = frozenset({"last_accessed_at"})
+INDEXED_SORTS = frozenset({"updated_at", "importance"})
+"""Sorts with an index to walk in order (see _should_walk); the others sort their matches."""
 
 _c = LongTermMemory.__table__.c  # type: ignore[attr-defined]
 
@@ -40,24 +53,36 @@ class Page:
 
 
 async def filter_conditions(
-    db: Database, principal: Principal, query: BrowseQuery, now: datetime
+    session: AsyncSession,
+    principal: Principal,
+    query: BrowseQuery,
+    now: datetime,
+    *,
+    walk: bool = False,
 ) -> list[ColumnElement[bool]] | None:
-    """The WHERE clauses of query for principal; None when nothing can match."""
+    """The WHERE clauses of query for principal; None when nothing can match.
+
+    walk: on SQLite, write tag and text conditions as tests of each row rather than as
+    the lists to start from (fulltext.walk_sorted_index says when that is faster).
+    """
+    dialect = session.get_bind().dialect.name
     conditions: list[ColumnElement[bool]] = [
         principal.visible(),
         state_condition(query.state, now=now),
     ]
     if query.user is not None:
-        by_name = select(col(User.id)).where(col(User.username) == query.user)
-        async with db.read() as session:
-            owner = (await session.execute(by_name)).scalar_one_or_none()
-        if owner is None or (not principal.is_admin and owner != principal.user_id):
+        owner = await visible_user_id(session, principal, query.user)
+        if owner is None:
             return None
         conditions.append(_c.user_id == owner)
     if query.namespace:
-        conditions.append(namespace_condition(query.namespace, dialect=db.dialect))
+        conditions.append(namespace_condition(query.namespace, dialect=dialect))
     if query.tag:
-        conditions.append(tags_condition(query.tag, mode=query.tags_mode, dialect=db.dialect))
+        conditions.append(
+            tags_condition(query.tag, mode=query.tags_mode, dialect=dialect, walk=walk)
+        )
+    if _text(query) is not None:
+        conditions.append(text_condition(query.q, dialect=dialect, walk=walk))  # type: ignore[arg-type]
     if query.min_importance is not None:
         conditions.append(_c.importance >= query.min_importance)
     if query.max_importance is not None:
@@ -73,8 +98,15 @@ async def filter_conditions(
     return conditions
 
 
-def _ordering(column: Any, descending: bool) -> list[UnaryExpression[Any]]:
-    """ORDER BY for a sort: NULL counts as the smallest value, id breaks ties."""
+def _ordering(column: Any, descending: bool, nullable: bool) -> list[UnaryExpression[Any]]:
+    """ORDER BY for a sort: NULL counts as the smallest value, id breaks ties.
+
+    A NULLS clause only where the column can be NULL: PostgreSQL walks a b-tree
+    backwards only in its own default order (DESC NULLS FIRST), so naming NULLS LAST on
+    a NOT NULL column would cost a full sort instead of an index walk.
+    """
+    if not nullable:
+        return [column.desc(), _c.id.desc()] if descending else [column.asc(), _c.id.asc()]
     if descending:
         return [column.desc().nulls_last(), _c.id.desc()]
     return [column.asc().nulls_first(), _c.id.asc()]
@@ -97,14 +129,24 @@ def _after(column: Any, descending: bool, nullable: bool, value: Any, row_id: in
     return and_(column.is_not(None), tuple_(column, _c.id) > tuple_(value, row_id))
 
 
+def _text(query: BrowseQuery) -> str | None:
+    return query.q if query.q is not None and query.q.strip() else None
+
+
+async def _should_walk(session: AsyncSession, query: BrowseQuery) -> bool:
+    """On SQLite, whether this page should walk its sort index past tag and text matches."""
+    if session.get_bind().dialect.name != "sqlite" or query.sort.lstrip("-") not in INDEXED_SORTS:
+        return False
+    return await fulltext.walk_sorted_index(
+        session, q=_text(query), tags=normal_tags(query.tag), every_tag=query.tags_mode == "all"
+    )
+
+
 async def browse(
     db: Database, *, principal: Principal, query: BrowseQuery, signer: CursorSigner
 ) -> Page:
     """One page of the memories matching query, as principal may see them (not an access)."""
     now = utcnow()
-    conditions = await filter_conditions(db, principal, query, now)
-    if conditions is None:
-        return Page(items=[], next_cursor=None, prev_cursor=None, count=0, count_capped=False)
     field = query.sort.lstrip("-")
     descending = query.sort.startswith("-")
     column = _c[field]
@@ -113,14 +155,22 @@ async def browse(
     forward = cursor is None or cursor.forward
     walk_descending = descending if forward else not descending
 
-    statement = select(LongTermMemory).where(*conditions)
-    if cursor is not None:
-        statement = statement.where(
-            _after(column, walk_descending, nullable, cursor.value, cursor.id)
-        )
-    statement = statement.order_by(*_ordering(column, walk_descending)).limit(query.limit + 1)
     async with db.read() as session:
-        rows = list((await session.execute(statement)).scalars())
+        walk = await _should_walk(session, query)
+        conditions = await filter_conditions(session, principal, query, now, walk=walk)
+        if conditions is None:
+            return Page(items=[], next_cursor=None, prev_cursor=None, count=0, count_capped=False)
+        statement = select(LongTermMemory).where(*conditions)
+        if cursor is not None:
+            statement = statement.where(
+                _after(column, walk_descending, nullable, cursor.value, cursor.id)
+            )
+        statement = statement.order_by(*_ordering(column, walk_descending, nullable))
+        rows = list((await session.execute(statement.limit(query.limit + 1))).scalars())
+        # The count starts from the match lists when there are any: it stops at the cap.
+        if walk:
+            conditions = await filter_conditions(session, principal, query, now)
+            assert conditions is not None
         count_query = select(func.count()).select_from(
             select(_c.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
         )

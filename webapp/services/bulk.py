@@ -87,7 +87,8 @@ async def _conditions(
     db: Database, principal: Principal, selection: Selection
 ) -> list[ColumnElement[bool]] | None:
     if selection.query is not None:
-        return await filter_conditions(db, principal, selection.query, utcnow())
+        async with db.read() as session:
+            return await filter_conditions(session, principal, selection.query, utcnow())
     if not selection.ids:
         raise InvalidInput("select at least one memory")
     return [principal.visible(), _c.id.in_(list(selection.ids))]

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, literal_column, or_, select, true
+from sqlalchemy import ColumnElement, and_, false, or_, true
 from sqlalchemy.dialects.postgresql import JSONB
 
 from webapp.errors import InvalidInput
 from webapp.models import LongTermMemory, MemoryState
+from webapp.services import fulltext
 from webapp.validation import validate_namespace
 
 STATES = ("active", "expired", "deleted", "all")
@@ -52,11 +53,16 @@ def state_condition(state: str, *, now: datetime) -> ColumnElement[bool]:
     raise InvalidInput(f"state must be one of {', '.join(STATES)} (got {state!r})")
 
 
-def tags_condition(tags: Sequence[str], *, mode: str, dialect: str) -> ColumnElement[bool]:
-    """Rows carrying all (or any) of tags; tags are compared lowercased as stored."""
+def tags_condition(
+    tags: Sequence[str], *, mode: str, dialect: str, walk: bool = False
+) -> ColumnElement[bool]:
+    """Rows carrying all (or any) of tags; tags are compared lowercased as stored.
+
+    walk: on SQLite, test rows against the tag list (fulltext.walk_sorted_index).
+    """
     if mode not in ("any", "all"):
         raise InvalidInput(f"tags_mode must be 'any' or 'all' (got {mode!r})")
-    wanted = list(dict.fromkeys(tag.strip().lower() for tag in tags if tag.strip()))
+    wanted = normal_tags(tags)
     if not wanted:
         return true()
     if dialect == "postgresql":
@@ -64,9 +70,15 @@ def tags_condition(tags: Sequence[str], *, mode: str, dialect: str) -> ColumnEle
         if mode == "all":
             return tags_col.contains(wanted)
         return or_(*(tags_col.contains([tag]) for tag in wanted))
-    each = func.json_each(_memory.tags).table_valued("value")
-    conditions = [
-        exists(select(literal_column("1")).select_from(each).where(each.c.value == tag))
-        for tag in wanted
-    ]
+    conditions = [fulltext.tag_condition_sqlite(tag, walk=walk) for tag in wanted]
     return and_(*conditions) if mode == "all" else or_(*conditions)
+
+
+def normal_tags(tags: Sequence[str]) -> list[str]:
+    """Tags as stored: trimmed, lowercased, each once, blanks dropped."""
+    return list(dict.fromkeys(tag.strip().lower() for tag in tags if tag.strip()))
+
+
+def text_condition(query: str, *, dialect: str, walk: bool = False) -> ColumnElement[bool]:
+    """Rows whose key or content hold every word of query (the `q` filter)."""
+    return fulltext.match_condition(query, dialect=dialect, every=True, walk=walk)

@@ -20,7 +20,7 @@ import itertools
 import pickle
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
@@ -34,6 +34,7 @@ from webapp.errors import ImportFailed
 from webapp.formats import sqlite_datetime_text
 from webapp.migrate import include_object_for
 from webapp.models import LongTermMemory, MemoryEvent, User
+from webapp.services import fulltext
 from webapp.services.filters import namespace_condition, state_condition, tags_condition
 from webapp.services.jsonl import (
     FIELDS,
@@ -423,17 +424,26 @@ async def _update_existing(
         report.updated += len(updates)
 
 
-async def _defer_indexes(conn: AsyncConnection) -> list[Index]:
+@dataclass
+class _DeferredIndexes:
+    """What _defer_indexes dropped, for _rebuild_indexes to build again."""
+
+    indexes: list[Index] = field(default_factory=list)
+    search: bool = False
+
+
+async def _defer_indexes(conn: AsyncConnection) -> _DeferredIndexes:
     """Into an empty table, drop the secondary indexes now and build them once at the end.
 
     Building an index from a million rows (a sort) is several times cheaper than keeping
     it up to date row by row: an initial load or a restore into a fresh database runs
-    about a third faster. The unique (user_id, namespace, key) index stays, since the
-    import needs it to find repeated keys. Only done when the table is empty, because on
-    PostgreSQL dropping an index locks the table until the import commits.
+    about a third faster. The same goes for the full-text and tag indexes. The unique
+    (user_id, namespace, key) index stays, since the import needs it to find repeated
+    keys. Only done when the table is empty, because on PostgreSQL dropping an index
+    locks the table until the import commits.
     """
     for_this_dialect = include_object_for(conn.dialect.name)
-    deferred: list[Index] = []
+    deferred = _DeferredIndexes()
     for table in (_memories, _events):
         if (await conn.execute(select(table.c.id).limit(1))).first() is not None:
             continue
@@ -441,18 +451,21 @@ async def _defer_indexes(conn: AsyncConnection) -> list[Index]:
             if index.unique or not for_this_dialect(index, index.name, "index", False, None):
                 continue
             await conn.execute(DropIndex(index))
-            deferred.append(index)
+            deferred.indexes.append(index)
+        if table is _memories:
+            await fulltext.suspend_for_bulk_load(conn)
+            deferred.search = True
     return deferred
 
 
-async def _rebuild_indexes(conn: AsyncConnection, indexes: list[Index]) -> None:
+async def _rebuild_indexes(conn: AsyncConnection, deferred: _DeferredIndexes) -> None:
     """Create the indexes _defer_indexes dropped, from the models' own definitions."""
-    if not indexes:
-        return
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql" and (deferred.indexes or deferred.search):
         await conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
-    for index in indexes:
+    for index in deferred.indexes:
         await conn.execute(CreateIndex(index))
+    if deferred.search:
+        await fulltext.resume_after_bulk_load(conn)
 
 
 async def _resolve_users(
@@ -572,13 +585,15 @@ async def _refresh_statistics(engine: AsyncEngine) -> None:
 
     Without statistics a freshly filled table looks empty, and PostgreSQL then finds a
     key through the (user_id, namespace) index and filters the rest, a scan that grows
-    with the table. SQLite samples a bounded number of rows per index.
+    with the table. SQLite reads every index in full (under a second for a million
+    rows): sampled statistics made it pick the wrong index for Trash.
     """
+    tables = ["long_term_memory", "memory_event"]
+    if engine.dialect.name == "sqlite":
+        tables.append(fulltext.TAG_TABLE)
     async with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            await conn.exec_driver_sql("PRAGMA analysis_limit = 1000")
-        await conn.exec_driver_sql("ANALYZE long_term_memory")
-        await conn.exec_driver_sql("ANALYZE memory_event")
+        for table in tables:
+            await conn.exec_driver_sql(f"ANALYZE {table}")
         await conn.commit()
 
 

@@ -11,6 +11,7 @@ from sqlmodel import col
 
 from webapp.errors import Conflict, NotFound
 from webapp.models import User, UserCreate
+from webapp.services.principal import Principal
 
 UNUSABLE_PASSWORD = "!"
 """password_hash of users created by an import: no password verifies against it."""
@@ -63,3 +64,15 @@ async def count_admins(session: AsyncSession) -> int:
     """How many active admin users exist (serve says how to create the first)."""
     query = select(func.count()).select_from(User).where(col(User.is_admin), col(User.is_active))
     return int((await session.execute(query)).scalar_one())
+
+
+async def visible_user_id(session: AsyncSession, principal: Principal, username: str) -> int | None:
+    """The id of the user named username if principal may see their memories, else None.
+
+    An ordinary user sees only themselves: another user's name is as absent as an unknown one.
+    """
+    query = select(col(User.id)).where(col(User.username) == username)
+    user_id = (await session.execute(query)).scalar_one_or_none()
+    if user_id is None or (not principal.is_admin and user_id != principal.user_id):
+        return None
+    return user_id

@@ -1,0 +1,262 @@
+"""Full-text and tag indexes: their DDL, the SQL that uses them, and bulk-load hooks.
+
+SQLite: an FTS5 table over key and content (external content: it stores only the
+index, the text stays in long_term_memory) and a `memory_tag` side table, both kept
+in step by triggers on long_term_memory, so every write path (the service functions,
+bulk actions, purge, import, even a DBA's hand-written UPDATE) keeps them consistent.
+PostgreSQL: a stored generated tsvector column with a GIN index for the text, and the
+GIN index on the JSONB tags; the database keeps both current by itself.
+
+Both sides tokenise the same way: words of letters and digits, lowercased, accents
+kept apart from SQLite's `remove_diacritics`, no stemming and no stop words
+(PostgreSQL's `simple` configuration), so a search finds the words as written in
+any language. The key's words weigh twice the content's in text relevance.
+
+The migration that creates these objects imports the DDL from here; changing it
+needs a new migration that drops and recreates them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Integer,
+    MetaData,
+    Select,
+    Table,
+    Text,
+    func,
+    literal_column,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.elements import ColumnClause
+
+from webapp.errors import InvalidInput
+from webapp.models import LongTermMemory
+
+FTS_TABLE = "long_term_memory_fts"
+TAG_TABLE = "memory_tag"
+SEARCH_VECTOR = "search_vector"
+SEARCH_VECTOR_INDEX = "ix_long_term_memory_search_vector"
+MAX_TERMS = 32
+
+SQLITE_TABLES = {
+    FTS_TABLE: f"""
+        CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(
+            key, content, content='long_term_memory', content_rowid='id',
+            tokenize='unicode61 remove_diacritics 2'
+        )""",
+    TAG_TABLE: f"""
+        CREATE TABLE {TAG_TABLE} (
+            tag TEXT NOT NULL,
+            memory_id INTEGER NOT NULL,
+            PRIMARY KEY (tag, memory_id)
+        ) WITHOUT ROWID""",
+}
+
+_FTS_ADD = f"INSERT INTO {FTS_TABLE}(rowid, key, content) VALUES (new.id, new.key, new.content);"
+_FTS_REMOVE = (
+    f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, key, content) "
+    "VALUES ('delete', old.id, old.key, old.content);"
+)
+_TAGS_ADD = (
+    f"INSERT OR IGNORE INTO {TAG_TABLE}(tag, memory_id) "
+    "SELECT value, new.id FROM json_each(new.tags);"
+)
+# By (tag, memory_id) pairs, so the delete uses the primary key and needs no second index.
+_TAGS_REMOVE = (
+    f"DELETE FROM {TAG_TABLE} WHERE memory_id = old.id "
+    "AND tag IN (SELECT value FROM json_each(old.tags));"
+)
+
+SQLITE_TRIGGERS = {
+    "long_term_memory_ai_search": f"""
+        CREATE TRIGGER long_term_memory_ai_search AFTER INSERT ON long_term_memory BEGIN
+            {_FTS_ADD}
+            {_TAGS_ADD}
+        END""",
+    "long_term_memory_ad_search": f"""
+        CREATE TRIGGER long_term_memory_ad_search AFTER DELETE ON long_term_memory BEGIN
+            {_FTS_REMOVE}
+            {_TAGS_REMOVE}
+        END""",
+    "long_term_memory_au_text": f"""
+        CREATE TRIGGER long_term_memory_au_text AFTER UPDATE OF key, content
+        ON long_term_memory BEGIN
+            {_FTS_REMOVE}
+            {_FTS_ADD}
+        END""",
+    "long_term_memory_au_tags": f"""
+        CREATE TRIGGER long_term_memory_au_tags AFTER UPDATE OF tags ON long_term_memory BEGIN
+            {_TAGS_REMOVE}
+            {_TAGS_ADD}
+        END""",
+}
+
+POSTGRES_VECTOR = (
+    "setweight(to_tsvector('simple'::regconfig, key), 'A') || "
+    "setweight(to_tsvector('simple'::regconfig, content), 'B')"
+)
+POSTGRES_DDL = (
+    f"ALTER TABLE long_term_memory ADD COLUMN {SEARCH_VECTOR} tsvector "
+    f"GENERATED ALWAYS AS ({POSTGRES_VECTOR}) STORED",
+    f"CREATE INDEX {SEARCH_VECTOR_INDEX} ON long_term_memory USING gin ({SEARCH_VECTOR})",
+)
+
+# Objects the models do not describe, for Alembic's comparison to leave alone.
+UNMODELLED_TABLES = frozenset(
+    {
+        TAG_TABLE,
+        FTS_TABLE,
+        *(f"{FTS_TABLE}_{part}" for part in ("data", "idx", "docsize", "config")),
+    }
+)
+UNMODELLED_COLUMNS = frozenset({SEARCH_VECTOR})
+UNMODELLED_INDEXES = frozenset({SEARCH_VECTOR_INDEX})
+
+SIMPLE: ColumnClause[Any] = literal_column("'simple'::regconfig")
+"""PostgreSQL's text search configuration: words as written, no stemming, no stop words."""
+
+_c = LongTermMemory.__table__.c  # type: ignore[attr-defined]
+# Core handles on the SQLite side objects, in their own metadata: the models' metadata
+# (and so Alembic's comparison) never sees them.
+_side = MetaData()
+fts_table = Table(FTS_TABLE, _side, Column("rowid", Integer))
+memory_tag = Table(TAG_TABLE, _side, Column("tag", Text), Column("memory_id", Integer))
+_WORD = re.compile(r"[^\W_]+\*?")
+
+
+@dataclass(frozen=True)
+class Term:
+    """One word of a search; `prefix` matches every word that starts with it."""
+
+    word: str
+    prefix: bool = False
+
+
+def parse_terms(query: str) -> list[Term]:
+    """The words of a search as the indexes see them; a trailing `*` asks for a prefix.
+
+    Everything but letters and digits separates words, so no input can reach the
+    databases' own query syntax (quotes, operators, column filters).
+    """
+    terms: dict[Term, None] = {}
+    for match in _WORD.finditer(query.lower()):
+        token = match.group()
+        terms[Term(token.rstrip("*"), prefix=token.endswith("*"))] = None
+    if not terms:
+        raise InvalidInput("the search has no words in it (letters or digits)")
+    if len(terms) > MAX_TERMS:
+        raise InvalidInput(f"a search may have at most {MAX_TERMS} words")
+    return list(terms)
+
+
+def fts5_query_text(terms: list[Term], *, every: bool) -> str:
+    joined = [f'"{term.word}"' + ("*" if term.prefix else "") for term in terms]
+    return (" AND " if every else " OR ").join(joined)
+
+
+def tsquery_text(terms: list[Term], *, every: bool) -> str:
+    joined = [f"'{term.word}'" + (":*" if term.prefix else "") for term in terms]
+    return (" & " if every else " | ").join(joined)
+
+
+def match_condition(
+    query: str, *, dialect: str, every: bool = True, walk: bool = False
+) -> ColumnElement[bool]:
+    """Rows whose key or content hold every word of query (or any, with every=False).
+
+    walk (SQLite): test each row against the matches instead of starting from them; see
+    walk_sorted_index.
+    """
+    terms = parse_terms(query)
+    if dialect == "postgresql":
+        tsquery = func.to_tsquery(
+            literal_column("'simple'::regconfig"), tsquery_text(terms, every=every)
+        )
+        return literal_column(SEARCH_VECTOR).op("@@")(tsquery)
+    return _member(_fts_matches(terms, every=every), walk=walk)
+
+
+def tag_condition_sqlite(tag: str, *, walk: bool = False) -> ColumnElement[bool]:
+    """Rows carrying tag, through the memory_tag side table's (tag, memory_id) key."""
+    return _member(_tagged(tag), walk=walk)
+
+
+def _fts_matches(terms: list[Term], *, every: bool) -> Select[tuple[int]]:
+    return select(fts_table.c.rowid).where(
+        literal_column(FTS_TABLE).op("MATCH")(fts5_query_text(terms, every=every))
+    )
+
+
+def _tagged(tag: str) -> Select[tuple[int]]:
+    return select(memory_tag.c.memory_id).where(memory_tag.c.tag == tag)
+
+
+def _member(ids: Select[tuple[int]], *, walk: bool) -> ColumnElement[bool]:
+    # `id + 0` is not the bare rowid, so SQLite cannot start from the id list with it.
+    return (_c.id + 0).in_(ids) if walk else _c.id.in_(ids)
+
+
+WALK_THRESHOLD = 5_000
+"""From this many matches on, walking a sorted index beats sorting the matches."""
+
+
+async def walk_sorted_index(
+    session: AsyncSession, *, q: str | None, tags: Sequence[str], every_tag: bool
+) -> bool:
+    """Whether a sorted SQLite page should walk its sort index, testing each row.
+
+    SQLite's planner starts from the list of full-text or tag matches, fetches every
+    matching row and sorts them: right for a rare word, slow for a common one (a word in
+    2% of a million rows: 26 ms). Walking the sort index and testing each row against
+    the matches stops after one page instead (3 ms), but would read the whole index for
+    a rare word. The planner has no statistics for FTS5 or for single tags, so count the
+    matches up to WALK_THRESHOLD and choose: walk when the text is common and the tags
+    are (every tag, or with every_tag=False at least one of them).
+    """
+    if q is None and not tags:
+        return False
+    if q is not None and not await _common(session, _fts_matches(parse_terms(q), every=True)):
+        return False
+    if not tags:
+        return True
+    common = [await _common(session, _tagged(tag)) for tag in tags]
+    return all(common) if every_tag else any(common)
+
+
+async def _common(session: AsyncSession, matches: Select[tuple[int]]) -> bool:
+    capped = select(func.count()).select_from(matches.limit(WALK_THRESHOLD).subquery())
+    return int((await session.execute(capped)).scalar_one()) >= WALK_THRESHOLD
+
+
+async def suspend_for_bulk_load(conn: AsyncConnection) -> None:
+    """Before loading an empty table: stop per-row index upkeep (resume_after_bulk_load)."""
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql(f"DROP INDEX IF EXISTS {SEARCH_VECTOR_INDEX}")
+        return
+    for name in SQLITE_TRIGGERS:
+        await conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+
+
+async def resume_after_bulk_load(conn: AsyncConnection) -> None:
+    """Rebuild the indexes from the loaded rows at once, then go back to per-row upkeep."""
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql(POSTGRES_DDL[1])
+        return
+    await conn.exec_driver_sql(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')")
+    await conn.exec_driver_sql(f"DELETE FROM {TAG_TABLE}")
+    await conn.exec_driver_sql(
+        f"INSERT OR IGNORE INTO {TAG_TABLE}(tag, memory_id) "
+        "SELECT each.value, m.id FROM long_term_memory AS m, json_each(m.tags) AS each "
+        "ORDER BY 1, 2"
+    )
+    for ddl in SQLITE_TRIGGERS.values():
+        await conn.exec_driver_sql(ddl)
