@@ -6,16 +6,20 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import insert, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webapp import migrate
-from webapp.db import create_engine
-from webapp.models import metadata
+from webapp.db import Database, create_engine
+from webapp.models import BrowseQuery, LongTermMemory, User, metadata
+from webapp.services.browse import browse
+from webapp.services.cursors import CursorSigner
+from webapp.services.principal import Principal
 from webapp.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -184,3 +188,35 @@ def test_offline_sql_for_postgresql() -> None:
     assert "JSONB" in sql
     assert f"CREATE INDEX {GIN_INDEX} ON long_term_memory USING gin (tags)" in sql
     assert "UPDATE alembic_version" in sql or "INSERT INTO alembic_version" in sql
+
+
+async def test_upgrade_indexes_the_rows_already_there(fresh_engine: AsyncEngine) -> None:
+    """A database filled before the search indexes existed finds its old rows after 0002."""
+    await migrate.upgrade(fresh_engine, "0001")
+    now = datetime.now(UTC)
+    async with fresh_engine.begin() as conn:
+        user_id = (
+            await conn.execute(
+                insert(User).values(
+                    username="old",
+                    password_hash="!",
+                    is_admin=False,
+                    is_active=True,
+                    created_at=now,
+                )
+            )
+        ).inserted_primary_key[0]
+        await conn.execute(
+            insert(LongTermMemory).values(
+                user_id=user_id, namespace="n", key="legacy-key", content="written long ago",
+                tags=["vintage"], importance=0.5, access_count=0, is_deleted=False, version=1,
+                created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+    await migrate.upgrade(fresh_engine)
+
+    database = Database(fresh_engine)
+    signer = CursorSigner("test")
+    for query in (BrowseQuery(q="long ago"), BrowseQuery(q="legacy"), BrowseQuery(tag=["vintage"])):
+        page = await browse(database, principal=Principal.operator(), query=query, signer=signer)
+        assert [memory.key for memory in page.items] == ["legacy-key"], query

@@ -242,9 +242,13 @@ class _SqliteWriter(_Writer):
         # without a bigger one the import spends its time re-reading them.
         kib = self.settings.sqlite_import_cache_mb * 1024
         await self.driver.execute(f"PRAGMA cache_size = -{int(kib)}")
+        # Reads here are few; mapped pages would only count against the import's memory.
+        await self.driver.execute("PRAGMA mmap_size = 0")
 
     async def finish(self) -> None:
-        await self.driver.execute("PRAGMA cache_size = -2000")
+        settings = self.settings
+        await self.driver.execute(f"PRAGMA cache_size = -{settings.sqlite_cache_mb * 1024}")
+        await self.driver.execute(f"PRAGMA mmap_size = {settings.sqlite_mmap_mb * 1024 * 1024}")
 
     async def insert_new(self, rows: list[tuple[Any, ...]]) -> tuple[int, set[tuple[Any, ...]]]:
         cursor = await self.driver.execute("SELECT coalesce(max(id), 0) FROM long_term_memory")
@@ -588,13 +592,17 @@ async def _refresh_statistics(engine: AsyncEngine) -> None:
     with the table. SQLite reads every index in full (under a second for a million
     rows): sampled statistics made it pick the wrong index for Trash.
     """
-    tables = ["long_term_memory", "memory_event"]
-    if engine.dialect.name == "sqlite":
-        tables.append(fulltext.TAG_TABLE)
+    sqlite = engine.dialect.name == "sqlite"
+    tables = ["long_term_memory", "memory_event", *([fulltext.TAG_TABLE] if sqlite else [])]
     async with engine.connect() as conn:
+        if sqlite:  # ANALYZE reads every index once: no use mapping them into our memory
+            mapped = (await conn.exec_driver_sql("PRAGMA mmap_size")).scalar_one()
+            await conn.exec_driver_sql("PRAGMA mmap_size = 0")
         for table in tables:
             await conn.exec_driver_sql(f"ANALYZE {table}")
         await conn.commit()
+        if sqlite:
+            await conn.exec_driver_sql(f"PRAGMA mmap_size = {int(mapped)}")
 
 
 # --- export ------------------------------------------------------------------------------
