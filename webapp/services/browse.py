@@ -7,11 +7,12 @@ matching row is visited exactly once in either direction.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import UnaryExpression
 
@@ -129,6 +130,65 @@ def _after(column: Any, descending: bool, nullable: bool, value: Any, row_id: in
     return and_(column.is_not(None), tuple_(column, _c.id) > tuple_(value, row_id))
 
 
+def _page_statement(
+    conditions: list[ColumnElement[bool]],
+    field: str,
+    descending: bool,
+    cursor: Cursor | None,
+    limit: int,
+    dialect: str,
+) -> Select[LongTermMemory]:
+    """The next `limit` rows in sort order after the cursor's row (or from the start)."""
+    column = _c[field]
+    nullable = field in NULLABLE_SORTS
+    if cursor is not None and dialect == "sqlite" and not nullable:
+        ids = _sqlite_after(conditions, column, descending, cursor, limit)
+        page = select(LongTermMemory).join(ids, ids.c.id == _c.id)
+    else:
+        page = select(LongTermMemory).where(*conditions)
+        if cursor is not None:
+            page = page.where(_after(column, descending, nullable, cursor.value, cursor.id))
+    return page.order_by(*_ordering(column, descending, nullable)).limit(limit)
+
+
+def _sqlite_after(
+    conditions: list[ColumnElement[bool]],
+    column: Any,
+    descending: bool,
+    cursor: Cursor,
+    limit: int,
+) -> Any:
+    """The ids of the next `limit` rows after cursor, for joining (SQLite, NOT NULL sorts).
+
+    SQLite seeks a row-value comparison `(value, id) < (?, ?)` by its first column only:
+    inside a block of tied values (an import without timestamps gives thousands of rows
+    one updated_at) it would read every tied row before the cursor, so that page 200
+    costs like OFFSET. Two walks seek exactly: the rows tied with the cursor's value past
+    its id (an equality, then a range on id), then the rows past its value.
+    """
+    if descending:
+        tied, past = [column == cursor.value, _c.id < cursor.id], column < cursor.value
+    else:
+        tied, past = [column == cursor.value, _c.id > cursor.id], column > cursor.value
+    order = _ordering(column, descending, nullable=False)
+    walks = [
+        select(_c.id).where(*conditions, *tied).order_by(*order).limit(limit).subquery(),
+        select(_c.id).where(*conditions, past).order_by(*order).limit(limit).subquery(),
+    ]
+    return union_all(*(select(walk.c.id) for walk in walks)).subquery()
+
+
+async def _rows(session: AsyncSession, statement: Select[LongTermMemory]) -> list[LongTermMemory]:
+    return list((await session.execute(statement)).scalars())
+
+
+async def _count(db: Database, conditions: list[ColumnElement[bool]]) -> int:
+    """How many rows match, counting no further than one past COUNT_CAP."""
+    capped = select(_c.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
+    async with db.read() as session:
+        return int((await session.execute(select(func.count()).select_from(capped))).scalar_one())
+
+
 def _text(query: BrowseQuery) -> str | None:
     return query.q if query.q is not None and query.q.strip() else None
 
@@ -149,32 +209,23 @@ async def browse(
     now = utcnow()
     field = query.sort.lstrip("-")
     descending = query.sort.startswith("-")
-    column = _c[field]
-    nullable = field in NULLABLE_SORTS
     cursor = signer.load(query.cursor, sort=query.sort) if query.cursor else None
     forward = cursor is None or cursor.forward
-    walk_descending = descending if forward else not descending
+    page_descending = descending if forward else not descending
 
     async with db.read() as session:
         walk = await _should_walk(session, query)
         conditions = await filter_conditions(session, principal, query, now, walk=walk)
         if conditions is None:
             return Page(items=[], next_cursor=None, prev_cursor=None, count=0, count_capped=False)
-        statement = select(LongTermMemory).where(*conditions)
-        if cursor is not None:
-            statement = statement.where(
-                _after(column, walk_descending, nullable, cursor.value, cursor.id)
-            )
-        statement = statement.order_by(*_ordering(column, walk_descending, nullable))
-        rows = list((await session.execute(statement.limit(query.limit + 1))).scalars())
         # The count starts from the match lists when there are any: it stops at the cap.
-        if walk:
-            conditions = await filter_conditions(session, principal, query, now)
-            assert conditions is not None
-        count_query = select(func.count()).select_from(
-            select(_c.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
+        counted = await filter_conditions(session, principal, query, now) if walk else conditions
+        assert counted is not None  # the same filter as conditions, which matched
+        statement = _page_statement(
+            conditions, field, page_descending, cursor, query.limit + 1, db.dialect
         )
-        count = int((await session.execute(count_query)).scalar_one())
+        # The page and its count are independent: read them at once, on two connections.
+        rows, count = await asyncio.gather(_rows(session, statement), _count(db, counted))
 
     more = len(rows) > query.limit
     rows = rows[: query.limit]
