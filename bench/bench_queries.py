@@ -1,0 +1,815 @@
+#!/usr/bin/env python3
+"""Latency of the service layer's read and write queries, against a raw-SQL floor.
+
+For each database (a SQLite file, a PostgreSQL database) it gets a loaded database (one
+given with --sqlite-path / --postgres-url, or a fresh one filled with `memory-admin
+migrate` and `memory-admin import`), then times nine operations as the app runs them
+(webapp.services over webapp.db's engine, as an admin, 50 rows a page):
+
+    Q1 active memories, newest first        Q6 Q1 at page 200 (keyset cursor)
+    Q2 user-00001 by importance             Q7 user-00001's Trash
+    Q3 user-00001's busiest namespace       Q8 one memory by id
+    Q4 full text, a word in ~2% of rows     W1 an importance edit with its event
+    Q5 one tag on ~2% of rows
+
+A browse run is the whole service call (page, capped count, cursors). Each is set
+against the best hand-written SQL for the same rows through the raw driver (sqlite3,
+asyncpg), with no count, measured in the same run, alternating with the service call.
+It prints median and p95 (nearest rank) in ms per query. Not a test: numbers vary with
+the machine's load. W1 writes to the database, so a reused database changes a little.
+
+    python bench/bench_queries.py --rows 1000000 --keep       # load once, keep the databases
+    python bench/bench_queries.py --db sqlite --sqlite-path /tmp/ma-bench-queries-x/memories.db
+    python bench/bench_queries.py --rows 20000 --runs 10 --json queries.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import random
+import re
+import secrets
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import asyncpg
+import orjson
+
+from webapp.db import Database, create_engine
+from webapp.models import BrowseQuery, MemoryUpdate
+from webapp.services.browse import browse
+from webapp.services.cursors import CursorSigner
+from webapp.services.memories import get_memory, update_memory
+from webapp.services.principal import Principal
+from webapp.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+GEN = REPO.parent / "shared" / "tools" / "gen_memories.py"
+DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+HEAVY_USER = "user-00001"
+PAGE = 50
+DEPTH = 199  # cursors followed to reach page 200
+SAMPLE = 20_000  # rows sampled to pick the word and the tag
+TARGET_SHARE = 0.02
+P95_BUDGET_MS = 20.0
+DEPTH_RATIO = 1.2
+
+Fetch = Callable[[], Awaitable[list[int]]]
+
+
+class BenchError(Exception):
+    """A database could not be prepared; the other one still runs."""
+
+
+# --- raw drivers -------------------------------------------------------------------------
+
+
+class Raw(Protocol):
+    """The floor's connection: SQL with ? placeholders, rows indexable by column name."""
+
+    dialect: str
+
+    def now(self) -> Any: ...
+
+    async def fetch(self, sql: str, *params: Any) -> list[Any]: ...
+
+    async def write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]: ...
+
+    async def close(self) -> None: ...
+
+
+class RawSqlite:
+    """sqlite3 on the file, with the app's pragmas; autocommit, explicit transactions."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        for pragma in (
+            "journal_mode=WAL",
+            "busy_timeout=10000",
+            "foreign_keys=ON",
+            "synchronous=NORMAL",
+        ):
+            self.conn.execute(f"PRAGMA {pragma}")
+
+    def now(self) -> str:
+        """The current time as the app stores it in SQLite (UTC text)."""
+        return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    async def fetch(self, sql: str, *params: Any) -> list[Any]:
+        """Every row of a query."""
+        return self.conn.execute(sql, params).fetchall()
+
+    async def write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
+        """Run statements in one BEGIN IMMEDIATE transaction; their row counts."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            counts = [self.conn.execute(sql, params).rowcount for sql, params in statements]
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+        return counts
+
+    async def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+
+class RawPostgres:
+    """One asyncpg connection with the app's server settings (jit off, UTC)."""
+
+    dialect = "postgresql"
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self._sql: dict[str, str] = {}
+
+    @classmethod
+    async def connect(cls, dsn: str) -> RawPostgres:
+        """Connect to dsn (a plain postgresql:// URL)."""
+        conn = await asyncpg.connect(dsn, server_settings={"jit": "off", "timezone": "UTC"})
+        return cls(conn)
+
+    def now(self) -> datetime:
+        """The current time, aware UTC."""
+        return datetime.now(UTC)
+
+    def _numbered(self, sql: str) -> str:
+        if sql not in self._sql:
+            numbers = iter(range(1, sql.count("?") + 1))
+            self._sql[sql] = re.sub(r"\?", lambda _: f"${next(numbers)}", sql)
+        return self._sql[sql]
+
+    async def fetch(self, sql: str, *params: Any) -> list[Any]:
+        """Every row of a query (a prepared statement, cached by asyncpg)."""
+        return list(await self.conn.fetch(self._numbered(sql), *params))
+
+    async def write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
+        """Run statements in one transaction; their row counts."""
+        counts = []
+        async with self.conn.transaction():
+            for sql, params in statements:
+                status = await self.conn.execute(self._numbered(sql), *params)
+                counts.append(int(status.rsplit(" ", 1)[-1]))
+        return counts
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self.conn.close()
+
+
+# --- the floor's SQL ---------------------------------------------------------------------
+
+
+def floor_sql(dialect: str) -> dict[str, str]:
+    """The best hand-written SQL for each query on dialect, with ? placeholders."""
+    no, yes = ("0", "1") if dialect == "sqlite" else ("false", "true")
+    as_json = "" if dialect == "sqlite" else "::jsonb"
+    # `IS`, not `=`: only then do both planners see that Trash's partial index applies.
+    trash = f"is_deleted IS {yes}"
+
+    def active(prefix: str = "") -> str:
+        return (
+            f"{prefix}is_deleted = {no} AND ({prefix}expires_at IS NULL OR {prefix}expires_at > ?)"
+        )
+
+    memories = "SELECT * FROM long_term_memory WHERE"
+    newest = f"ORDER BY updated_at DESC, id DESC LIMIT {PAGE}"
+    if dialect == "sqlite":
+        # The word and the tag are common: walk the updated_at index and test each row
+        # (`id + 0` keeps SQLite from starting at the match list and sorting it all).
+        text = (
+            f"{memories} id + 0 IN (SELECT rowid FROM long_term_memory_fts"
+            f" WHERE long_term_memory_fts MATCH ?) AND {active()} {newest}"
+        )
+        tag = (
+            f"{memories} id + 0 IN (SELECT memory_id FROM memory_tag WHERE tag = ?)"
+            f" AND {active()} {newest}"
+        )
+    else:
+        text = f"{memories} search_vector @@ to_tsquery('simple', ?) AND {active()} {newest}"
+        tag = f"{memories} tags @> ?::jsonb AND {active()} {newest}"
+    return {
+        "Q1": f"{memories} {active()} {newest}",
+        "Q2": f"{memories} user_id = ? AND {active()} ORDER BY importance DESC, id DESC"
+        f" LIMIT {PAGE}",
+        "Q3": f"{memories} user_id = ? AND namespace = ? AND {active()} {newest}",
+        "Q4": text,
+        "Q5": tag,
+        "Q6": f"{memories} {active()} AND (updated_at, id) < (?, ?) {newest}",
+        "Q7": f"{memories} user_id = ? AND {trash} {newest}",
+        "Q8": f"{memories} id = ? AND is_deleted = {no}",
+        "position": f"SELECT updated_at, id FROM long_term_memory WHERE {active()}"
+        " ORDER BY updated_at DESC, id DESC LIMIT 1 OFFSET ?",
+        "W1 update": "UPDATE long_term_memory SET importance = ?, version = version + 1,"
+        " updated_at = ? WHERE id = ? AND version = ?",
+        "W1 event": "INSERT INTO memory_event (memory_id, user_id, actor, action, changes,"
+        f" created_at) VALUES (?, ?, 'operator:bench', 'update', ?{as_json}, ?)",
+    }
+
+
+# --- measuring ---------------------------------------------------------------------------
+
+
+@dataclass
+class Side:
+    """The timings of one side (ours or the floor) of a query, or why it failed."""
+
+    times_ms: list[float] = field(default_factory=list)
+    ids: list[int] | None = None
+    error: str | None = None
+
+    @property
+    def median(self) -> float | None:
+        """Median of the timed runs, in ms."""
+        return statistics.median(self.times_ms) if self.times_ms else None
+
+    @property
+    def p95(self) -> float | None:
+        """95th percentile (nearest rank) of the timed runs, in ms."""
+        if not self.times_ms:
+            return None
+        ordered = sorted(self.times_ms)
+        return ordered[max(0, -(-95 * len(ordered) // 100) - 1)]
+
+
+@dataclass
+class Case:
+    """One query: the service call and its floor, each returning the ids it fetched."""
+
+    name: str
+    label: str
+    ours: Fetch
+    floor: Fetch
+    check_ids: bool = True
+    ours_side: Side = field(default_factory=Side)
+    floor_side: Side = field(default_factory=Side)
+    ids_match: bool | None = None
+
+
+def failing(exc: BaseException) -> Fetch:
+    """A Fetch that raises exc: the query could not be set up."""
+
+    async def fetch() -> list[int]:
+        raise exc
+
+    return fetch
+
+
+def describe(exc: BaseException) -> str:
+    """An error as one short line."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:160]
+
+
+async def timed(fetch: Fetch, side: Side, record: bool) -> None:
+    """Run fetch once; keep its time (if record) and its first ids; note a failure."""
+    if side.error is not None:
+        return
+    start = time.perf_counter()
+    try:
+        ids = await fetch()
+    except Exception as exc:
+        side.error = describe(exc)
+        return
+    elapsed = (time.perf_counter() - start) * 1000
+    if side.ids is None:
+        side.ids = ids
+    if record:
+        side.times_ms.append(elapsed)
+
+
+async def measure(case: Case, *, runs: int, warmup: int) -> None:
+    """Warm up, then time ours and the floor alternately, runs times each."""
+    for i in range(warmup + runs):
+        await timed(case.ours, case.ours_side, record=i >= warmup)
+        await timed(case.floor, case.floor_side, record=i >= warmup)
+    ours, floor = case.ours_side.ids, case.floor_side.ids
+    if case.check_ids and ours is not None and floor is not None:
+        case.ids_match = ours == floor
+        if not case.ids_match:
+            print(
+                f"  WARNING {case.name}: service and floor fetched different rows "
+                f"(first ids {ours[:3]} vs {floor[:3]})",
+                flush=True,
+            )
+
+
+# --- choosing the parameters -------------------------------------------------------------
+
+
+@dataclass
+class Params:
+    """What the queries look for, chosen from the data at startup."""
+
+    rows: int
+    user_id: int
+    namespace: str
+    word: str
+    word_share: float
+    tag: str
+    tag_share: float
+    get_ids: list[int]
+    write_ids: tuple[int, int]  # ours, the floor's
+
+
+def nearest_share(counts: Counter[str], total: int) -> tuple[str, float]:
+    """The key whose share of total is nearest TARGET_SHARE (ties: alphabetical)."""
+    if not counts:
+        raise BenchError("no candidates in the sample")
+    best = min(counts, key=lambda k: (abs(counts[k] / total - TARGET_SHARE), k))
+    return best, counts[best] / total
+
+
+async def choose_params(raw: Raw, needed: int) -> Params:
+    """The heaviest user and namespace, a ~2% word and tag, ids to get and to edit."""
+    rows = (await raw.fetch("SELECT count(*) AS n FROM long_term_memory"))[0]["n"]
+    users = await raw.fetch("SELECT id FROM users WHERE username = ?", HEAVY_USER)
+    if not rows or not users:
+        raise BenchError(f"the database has no memories or no {HEAVY_USER}; is it imported?")
+    user_id = users[0]["id"]
+    namespace = (
+        await raw.fetch(
+            "SELECT namespace, count(*) AS n FROM long_term_memory WHERE user_id = ?"
+            " GROUP BY namespace ORDER BY n DESC, namespace LIMIT 1",
+            user_id,
+        )
+    )[0]["namespace"]
+    top = (await raw.fetch("SELECT max(id) AS n FROM long_term_memory"))[0]["n"]
+    step = max(1, top // SAMPLE)
+    wanted = list(range(step, top + 1, step))[:SAMPLE]
+    sample: list[Any] = []
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        sample += await raw.fetch(
+            'SELECT id, "key", content, tags, is_deleted FROM long_term_memory'
+            f" WHERE id IN ({', '.join('?' * len(chunk))})",
+            *chunk,
+        )
+    words: Counter[str] = Counter()
+    tags: Counter[str] = Counter()
+    for row in sample:
+        words.update(set(re.findall(r"[a-z]{4,}", f"{row['key']} {row['content']}".lower())))
+        tags.update(set(orjson.loads(row["tags"])))
+    word, word_share = nearest_share(words, len(sample))
+    tag, tag_share = nearest_share(tags, len(sample))
+    live = [row["id"] for row in sample if not row["is_deleted"]]
+    if len(live) < 3:
+        raise BenchError("too few memories to benchmark")
+    rng = random.Random(20261124)
+    get_ids = [rng.choice(live[:-2]) for _ in range(needed)]
+    return Params(
+        rows=rows,
+        user_id=user_id,
+        namespace=namespace,
+        word=word,
+        word_share=word_share,
+        tag=tag,
+        tag_share=tag_share,
+        get_ids=get_ids,
+        write_ids=(live[-1], live[-2]),
+    )
+
+
+# --- the queries -------------------------------------------------------------------------
+
+
+class Bench:
+    """The service layer and the raw driver on one database, and the cases to time."""
+
+    def __init__(self, db: Database, raw: Raw, params: Params) -> None:
+        self.db = db
+        self.raw = raw
+        self.p = params
+        self.sql = floor_sql(raw.dialect)
+        self.principal = Principal.operator("bench")
+        self.signer = CursorSigner(secrets.token_urlsafe(32))
+
+    def browse_case(
+        self, name: str, label: str, query: dict[str, Any], keys: Callable[[Any], tuple[Any, ...]]
+    ) -> Case:
+        """browse() with query, against the floor's SQL `name` with the parameters keys(now)."""
+
+        async def ours() -> list[int]:
+            page = await browse(
+                self.db,
+                principal=self.principal,
+                query=BrowseQuery(limit=PAGE, **query),
+                signer=self.signer,
+            )
+            case.label = f"{label} ({page.count:,}{'+' if page.count_capped else ''} rows)"
+            return [m.id for m in page.items if m.id is not None]
+
+        async def floor() -> list[int]:
+            rows = await self.raw.fetch(self.sql[name], *keys(self.raw.now()))
+            return [row["id"] for row in rows]
+
+        case = Case(name, label, ours, floor)
+        return case
+
+    async def deep_case(self) -> Case:
+        """Q6: the page DEPTH cursors deep, its cursor found by paging through first."""
+        cursor: str | None = None
+        depth = 0
+        try:
+            for _ in range(DEPTH):
+                page = await browse(
+                    self.db,
+                    principal=self.principal,
+                    query=BrowseQuery(limit=PAGE, cursor=cursor),
+                    signer=self.signer,
+                )
+                if page.next_cursor is None:
+                    break
+                cursor, depth = page.next_cursor, depth + 1
+            if cursor is None:
+                raise BenchError("fewer than two pages of active memories")
+            position = await self.raw.fetch(self.sql["position"], self.raw.now(), depth * PAGE - 1)
+        except Exception as exc:
+            return Case("Q6", "Q6 Q1 deep", failing(exc), failing(exc))
+        updated_at, last_id = position[0]["updated_at"], position[0]["id"]
+        return self.browse_case(
+            "Q6",
+            f"Q6 Q1 at page {depth + 1}",
+            {"cursor": cursor},
+            lambda now: (now, updated_at, last_id),
+        )
+
+    def get_case(self) -> Case:
+        """Q8: get_memory for a different existing id each run (the same ids for the floor)."""
+        ours_ids, floor_ids = itertools.cycle(self.p.get_ids), itertools.cycle(self.p.get_ids)
+
+        async def ours() -> list[int]:
+            memory = await get_memory(self.db, principal=self.principal, memory_id=next(ours_ids))
+            return [memory.id] if memory.id is not None else []
+
+        async def floor() -> list[int]:
+            rows = await self.raw.fetch(self.sql["Q8"], next(floor_ids))
+            return [row["id"] for row in rows]
+
+        return Case("Q8", "Q8 get by id", ours, floor)
+
+    async def write_case(self) -> Case:
+        """W1: importance edits alternating between two values, so that every run writes."""
+        ours_id, floor_id = self.p.write_ids
+        label = "W1 importance edit + event"
+        try:
+            memory = await get_memory(self.db, principal=self.principal, memory_id=ours_id)
+            row = (await self.raw.fetch(self.sql["Q8"], floor_id))[0]
+        except Exception as exc:
+            return Case("W1", label, failing(exc), failing(exc), check_ids=False)
+        ours_version, ours_values = memory.version, alternating(memory.importance)
+        floor_version, floor_importance = row["version"], row["importance"]
+        floor_values = alternating(floor_importance)
+
+        async def ours() -> list[int]:
+            nonlocal ours_version
+            changes = MemoryUpdate(importance=next(ours_values), version=ours_version)
+            edited = await update_memory(
+                self.db, principal=self.principal, memory_id=ours_id, changes=changes
+            )
+            ours_version = edited.version
+            return []
+
+        async def floor() -> list[int]:
+            nonlocal floor_version, floor_importance
+            new, now = next(floor_values), self.raw.now()
+            changes = orjson.dumps({"importance": {"old": floor_importance, "new": new}}).decode()
+            updated, _ = await self.raw.write(
+                [
+                    (self.sql["W1 update"], (new, now, floor_id, floor_version)),
+                    (self.sql["W1 event"], (floor_id, row["user_id"], changes, now)),
+                ]
+            )
+            if updated != 1:
+                raise RuntimeError(f"memory {floor_id} is no longer at version {floor_version}")
+            floor_version, floor_importance = floor_version + 1, new
+            return []
+
+        return Case("W1", label, ours, floor, check_ids=False)
+
+    async def cases(self) -> list[Case]:
+        """Every query, in the order they run (the write last: it moves rows to the top)."""
+        p, sqlite = self.p, self.raw.dialect == "sqlite"
+        heavy = {"user": HEAVY_USER}
+        text_key = f'"{p.word}"' if sqlite else p.word
+        tag_key = p.tag if sqlite else orjson.dumps([p.tag]).decode()
+        text = self.browse_case("Q4", f"Q4 q={p.word}", {"q": p.word}, lambda now: (text_key, now))
+        if "q" not in BrowseQuery.model_fields:  # pydantic would ignore it silently
+            text.ours = failing(RuntimeError("BrowseQuery has no `q` field yet"))
+        return [
+            self.browse_case("Q1", "Q1 all active, newest", {}, lambda now: (now,)),
+            self.browse_case(
+                "Q2",
+                f"Q2 {HEAVY_USER} by importance",
+                {**heavy, "sort": "-importance"},
+                lambda now: (p.user_id, now),
+            ),
+            self.browse_case(
+                "Q3",
+                f"Q3 {HEAVY_USER} in {p.namespace}",
+                {**heavy, "namespace": p.namespace},
+                lambda now: (p.user_id, p.namespace, now),
+            ),
+            text,
+            self.browse_case("Q5", f"Q5 tag={p.tag}", {"tag": [p.tag]}, lambda now: (tag_key, now)),
+            await self.deep_case(),
+            self.browse_case(
+                "Q7",
+                f"Q7 {HEAVY_USER} Trash",
+                {**heavy, "state": "deleted"},
+                lambda _: (p.user_id,),
+            ),
+            self.get_case(),
+            await self.write_case(),
+        ]
+
+
+def alternating(current: float) -> Iterator[float]:
+    """0.25, 0.75, 0.25, ... starting with the one that differs from current."""
+    return itertools.cycle((0.25, 0.75) if current != 0.25 else (0.75, 0.25))
+
+
+async def run_queries(name: str, url: str, raw: Raw, args: argparse.Namespace) -> dict[str, Any]:
+    """Choose the parameters, time every case on one database, and return the numbers."""
+    engine = create_engine(Settings(database_url=url, secret_key="bench"))
+    try:
+        params = await choose_params(raw, args.warmup + args.runs)
+        print(
+            f"{name}: {params.rows:,} memories; namespace {params.namespace!r}, "
+            f"word {params.word!r} (in {params.word_share:.1%} of sampled rows), "
+            f"tag {params.tag!r} (on {params.tag_share:.1%})",
+            flush=True,
+        )
+        bench = Bench(Database(engine), raw, params)
+        cases = await bench.cases()
+        for case in cases:
+            await measure(case, runs=args.runs, warmup=args.warmup)
+            cells = row_cells(case)
+            print(f"  {cells[0]} | {' | '.join(cells[1:])}", flush=True)
+    finally:
+        await raw.close()
+        await engine.dispose()
+    return {
+        "db": name,
+        "rows": params.rows,
+        "namespace": params.namespace,
+        "word": params.word,
+        "word_share": params.word_share,
+        "tag": params.tag,
+        "tag_share": params.tag_share,
+        "queries": [case_json(case) for case in cases],
+    }
+
+
+def case_json(case: Case) -> dict[str, Any]:
+    """One query's numbers for --json."""
+    sides = {"ours": case.ours_side, "floor": case.floor_side}
+    return {
+        "name": case.name,
+        "label": case.label,
+        "ids_match": case.ids_match,
+        "cells": row_cells(case),
+        **{
+            name: {
+                "median_ms": side.median,
+                "p95_ms": side.p95,
+                "error": side.error,
+                "times_ms": side.times_ms,
+            }
+            for name, side in sides.items()
+        },
+    }
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _cells(side: Side) -> list[str]:
+    if side.error is not None:
+        return ["error: " + side.error.replace("|", "\\|"), "-"]
+    return [_ms(side.median), _ms(side.p95)]
+
+
+def row_cells(case: Case) -> list[str]:
+    """query, ours median, ours p95, floor median, floor p95, p95 ratio."""
+    ours, floor = case.ours_side.p95, case.floor_side.p95
+    ratio = f"{ours / floor:.1f}" if ours is not None and floor else "-"
+    return [case.label, *_cells(case.ours_side), *_cells(case.floor_side), ratio]
+
+
+def p95_of(result: dict[str, Any], name: str) -> float | None:
+    """Our p95 for query name in one database's result."""
+    for query in result["queries"]:
+        if query["name"] == name:
+            p95: float | None = query["ours"]["p95_ms"]
+            return p95
+    return None
+
+
+def verdicts(result: dict[str, Any]) -> dict[str, Any]:
+    """Whether every p95 of ours is under the budget, and whether depth costs little."""
+    slow = [
+        f"{q['name']} failed" if q["ours"]["error"] else f"{q['name']} {q['ours']['p95_ms']:.1f} ms"
+        for q in result["queries"]
+        if q["ours"]["error"] or q["ours"]["p95_ms"] >= P95_BUDGET_MS
+    ]
+    q1, q6 = p95_of(result, "Q1"), p95_of(result, "Q6")
+    depth_ratio = q6 / q1 if q1 and q6 is not None else None
+    return {
+        "all_p95_under_budget": not slow,
+        "over_budget": slow,
+        "q6_over_q1_p95": depth_ratio,
+        "q6_within_ratio": depth_ratio is not None and depth_ratio <= DEPTH_RATIO,
+    }
+
+
+def print_report(results: list[dict[str, Any]]) -> None:
+    """A Markdown table per database, then the two verdicts."""
+    for result in results:
+        print(f"\n### {result['db']} ({result['rows']:,} memories)\n")
+        print("| query | ours median | ours p95 | floor median | floor p95 | p95 ratio |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for query in result["queries"]:
+            print("| " + " | ".join(query["cells"]) + " |")
+    print()
+    for result in results:
+        v = result["verdict"]
+        under = "yes" if v["all_p95_under_budget"] else f"no ({', '.join(v['over_budget'])})"
+        ratio = v["q6_over_q1_p95"]
+        deep = "unknown (Q1 or Q6 failed)"
+        if ratio is not None:
+            deep = f"{'yes' if v['q6_within_ratio'] else 'no'} ({ratio:.2f}x)"
+        print(
+            f"{result['db']}: every p95 under {P95_BUDGET_MS:.0f} ms: {under}; "
+            f"Q6 p95 <= {DEPTH_RATIO}x Q1 p95: {deep}"
+        )
+
+
+# --- databases ---------------------------------------------------------------------------
+
+
+def memory_admin(env: dict[str, str], *args: str) -> str:
+    """Run the installed memory-admin command (the venv's, beside this Python); its output."""
+    exe = Path(sys.executable).with_name("memory-admin")
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "webapp.cli"]
+    proc = subprocess.run([*command, *args], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BenchError(f"memory-admin {args[0]} failed: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def load(url: str, data: Path) -> None:
+    """Migrate a fresh database and import data into it, as a user would."""
+    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "bench"}
+    memory_admin(env, "migrate")
+    start = time.perf_counter()
+    summary = memory_admin(env, "import", str(data))
+    print(f"  {summary} [{time.perf_counter() - start:.0f} s in all]", flush=True)
+
+
+def bench_sqlite(args: argparse.Namespace, data: Callable[[], Path]) -> dict[str, Any]:
+    """The given SQLite file, or a fresh one (removed afterwards unless --keep)."""
+    path: Path = args.sqlite_path
+    made: Path | None = None
+    if path is None:
+        made = Path(tempfile.mkdtemp(prefix="ma-bench-queries-"))
+        path = made / "memories.db"
+        source = data()
+        print(f"sqlite: loading {path} ...", flush=True)
+        load(f"sqlite+aiosqlite:///{path}", source)
+    elif not path.exists():
+        raise BenchError(f"no such file: {path}")
+    try:
+        url = f"sqlite+aiosqlite:///{path.resolve()}"
+        return asyncio.run(run_queries("sqlite", url, RawSqlite(path), args))
+    finally:
+        if made is not None and args.keep:
+            print(f"kept the SQLite database: --sqlite-path {path}")
+        elif made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+
+
+async def pg_admin(admin_url: str, statement: str) -> None:
+    """Run one statement (CREATE or DROP DATABASE) on the server's admin database."""
+    conn = await asyncpg.connect(admin_url.replace("+asyncpg", ""))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def pg_run(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Time the queries on the PostgreSQL database at url."""
+    raw = await RawPostgres.connect(url.replace("+asyncpg", ""))
+    return await run_queries("postgresql", url, raw, args)
+
+
+def bench_postgres(args: argparse.Namespace, data: Callable[[], Path]) -> dict[str, Any]:
+    """The given PostgreSQL database, or a fresh one (dropped afterwards unless --keep)."""
+    if args.postgres_url:
+        url = args.postgres_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+        return asyncio.run(pg_run(url, args))
+    name = f"ma_bench_q_{uuid.uuid4().hex[:8]}"
+    url = args.postgres_admin_url.rsplit("/", 1)[0] + "/" + name
+    source = data()
+    asyncio.run(pg_admin(args.postgres_admin_url, f'CREATE DATABASE "{name}"'))
+    try:
+        print(f"postgresql: loading database {name} ...", flush=True)
+        load(url, source)
+        return asyncio.run(pg_run(url, args))
+    finally:
+        if args.keep:
+            print(f"kept the PostgreSQL database: --postgres-url {url}")
+        else:
+            asyncio.run(pg_admin(args.postgres_admin_url, f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+def main() -> None:
+    """Parse the options, get the databases, time the queries, print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--file", type=Path, help="JSON Lines to import (default: generate)")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows to generate")
+    parser.add_argument(
+        "--sqlite-path", type=Path, help="an already migrated and imported SQLite file to reuse"
+    )
+    parser.add_argument(
+        "--postgres-url", help="an already migrated and imported PostgreSQL database to reuse"
+    )
+    parser.add_argument(
+        "--postgres-admin-url",
+        default=os.environ.get("TEST_POSTGRES_URL", DEFAULT_PG),
+        help="the server to create a fresh database on (default: TEST_POSTGRES_URL or %(default)s)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the databases this run made")
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per query")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the numbers here")
+    args = parser.parse_args()
+    if args.runs < 1 or args.warmup < 0:
+        parser.error("--runs must be at least 1 and --warmup at least 0")
+
+    with tempfile.TemporaryDirectory(prefix="ma-bench-") as tmp:
+        generated: list[Path] = []
+
+        def data() -> Path:
+            if args.file is not None:
+                return Path(args.file)
+            if not generated:
+                generated.append(Path(tmp) / "memories.jsonl")
+                print(f"generating {args.rows:,} rows with {GEN.name} ...", flush=True)
+                with generated[0].open("wb") as out:
+                    subprocess.run(
+                        [sys.executable, str(GEN), "--memories", str(args.rows)],
+                        stdout=out,
+                        check=True,
+                    )
+            return generated[0]
+
+        results = []
+        for name, bench in (("sqlite", bench_sqlite), ("postgresql", bench_postgres)):
+            if args.db not in (name, "both"):
+                continue
+            try:
+                result = bench(args, data)
+            except Exception as exc:  # report it and go on with the other database
+                print(f"{name}: {describe(exc)}", file=sys.stderr, flush=True)
+                continue
+            result["verdict"] = verdicts(result)
+            results.append(result)
+
+    print_report(results)
+    if args.json is not None:
+        meta = {"runs": args.runs, "warmup": args.warmup, "page": PAGE}
+        args.json.write_bytes(
+            orjson.dumps({**meta, "databases": results}, option=orjson.OPT_INDENT_2)
+        )
+    if not results:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
