@@ -244,6 +244,9 @@ async def test_indexes_follow_each_write_path(
     await check_indexes(database)  # import into a table that has rows
     assert await find(database, "eggs") == {first.id}
     assert await find(database, "toast") == set()
+    later = await add(database, me, "after", "written after the import", tags=["later"])
+    assert await find(database, "written") == {later.id}  # per-row upkeep is back
+    assert await tagged(database, "later") == {later.id}
 
 
 async def test_import_into_an_empty_table_builds_the_indexes(
@@ -266,16 +269,18 @@ async def test_import_into_an_empty_table_builds_the_indexes(
     assert await tagged(database, "fresh") == {later.id}
 
 
+@pytest.mark.parametrize("table", ["empty", "with rows"])
 async def test_a_dry_run_import_leaves_the_indexes_as_they_were(
-    database: Database, settings: Settings
+    database: Database, me: Principal, settings: Settings, table: str
 ) -> None:
+    if table == "with rows":
+        await add(database, me, "first", "already here")
     source = io.BytesIO(orjson.dumps({"user": "u", "namespace": "n", "key": "k", "content": "x"}))
     await transfer.import_jsonl(database.engine, source=source, settings=settings, dry_run=True)
-    async with database.read() as session:
-        user = await make_user(session, username="after")
-    memory = await add(database, Principal.of_user(user), "k", "searchable", tags=["t"])
+    memory = await add(database, me, "k", "searchable", tags=["t"])
     assert await find(database, "searchable") == {memory.id}
     assert await tagged(database, "t") == {memory.id}
+    await check_indexes(database)
 
 
 # --- ranked search ---------------------------------------------------------------------
