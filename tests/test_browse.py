@@ -164,6 +164,7 @@ async def test_paging_visits_every_match_once_in_order_both_ways(
     assert len(ids) == len(set(ids))
     assert set(ids) == {memory.id for memory in everything.items}
     assert all(len(page.items) == limit for page in pages[:-1])
+    assert all((page.count, page.count_capped) == (len(ids), False) for page in pages)
     keys = [sort_key(memory, sort) for memory in forward]
     assert keys == sorted(keys, reverse=sort.startswith("-"))
     assert pages[0].prev_cursor is None

@@ -420,11 +420,14 @@ async def test_walking_the_sort_index_finds_the_same_pages(
     ]
 
     async def pages(query: BrowseQuery) -> list[list[int]]:
-        found = []
+        found: list[list[int]] = []
+        counts = set()
         while True:
             page = await browse(database, principal=OPERATOR, query=query, signer=SIGNER)
             found.append([memory.id for memory in page.items if memory.id is not None])
+            counts.add(page.count)
             if page.next_cursor is None:
+                assert counts == {sum(len(ids) for ids in found)}, query
                 return found
             query = query.model_copy(update={"cursor": page.next_cursor})
 

@@ -39,7 +39,8 @@ NULLABLE_SORTS = frozenset({"last_accessed_at"})
 INDEXED_SORTS = frozenset({"updated_at", "importance"})
 """Sorts with an index to walk in order (see _should_walk); the others sort their matches."""
 
-_c = LongTermMemory.__table__.c  # type: ignore[attr-defined]
+_memories = LongTermMemory.__table__  # type: ignore[attr-defined]
+_c = _memories.c
 
 
 @dataclass
@@ -182,9 +183,36 @@ async def _rows(session: AsyncSession, statement: Select[LongTermMemory]) -> lis
     return list((await session.execute(statement)).scalars())
 
 
-async def _count(db: Database, conditions: list[ColumnElement[bool]]) -> int:
+def _count_driver(
+    query: BrowseQuery, dialect: str
+) -> tuple[Select[tuple[int]] | None, BrowseQuery]:
+    """On SQLite, the match list a count should start from, and the rest of the filter.
+
+    Written as `id IN (matches)`, a full-text or tag filter makes SQLite collect every
+    match before counting (20,000 for a word in 2% of a million rows: 4 ms); joined
+    from the match list, the count reads matches in id order and stops at the cap
+    (0.5 ms).
+    """
+    if dialect != "sqlite":
+        return None, query
+    text = _text(query)
+    if text is not None:
+        return fulltext.match_ids(text), query.model_copy(update={"q": None})
+    tags = normal_tags(query.tag)
+    if len(tags) == 1 or (tags and query.tags_mode == "all"):
+        return fulltext.tag_ids(tags[0]), query.model_copy(update={"tag": tags[1:]})
+    return None, query
+
+
+async def _count(
+    db: Database, conditions: list[ColumnElement[bool]], driver: Select[tuple[int]] | None
+) -> int:
     """How many rows match, counting no further than one past COUNT_CAP."""
-    capped = select(_c.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
+    matching = select(_c.id)
+    if driver is not None:
+        matches = driver.subquery()
+        matching = matching.join_from(matches, _memories, list(matches.c)[0] == _c.id)
+    capped = matching.where(*conditions).limit(COUNT_CAP + 1).subquery()
     async with db.read() as session:
         return int((await session.execute(select(func.count()).select_from(capped))).scalar_one())
 
@@ -218,14 +246,15 @@ async def browse(
         conditions = await filter_conditions(session, principal, query, now, walk=walk)
         if conditions is None:
             return Page(items=[], next_cursor=None, prev_cursor=None, count=0, count_capped=False)
-        # The count starts from the match lists when there are any: it stops at the cap.
-        counted = await filter_conditions(session, principal, query, now) if walk else conditions
-        assert counted is not None  # the same filter as conditions, which matched
+        driver, rest = _count_driver(query, db.dialect)
+        counted = conditions
+        if walk or driver is not None:
+            counted = await filter_conditions(session, principal, rest, now) or []
         statement = _page_statement(
             conditions, field, page_descending, cursor, query.limit + 1, db.dialect
         )
         # The page and its count are independent: read them at once, on two connections.
-        rows, count = await asyncio.gather(_rows(session, statement), _count(db, counted))
+        rows, count = await asyncio.gather(_rows(session, statement), _count(db, counted, driver))
 
     more = len(rows) > query.limit
     rows = rows[: query.limit]

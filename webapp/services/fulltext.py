@@ -191,6 +191,16 @@ def tag_condition_sqlite(tag: str, *, walk: bool = False) -> ColumnElement[bool]
     return _member(_tagged(tag), walk=walk)
 
 
+def match_ids(query: str) -> Select[tuple[int]]:
+    """SQLite: the ids of the rows holding every word of query, in id order."""
+    return _fts_matches(parse_terms(query), every=True)
+
+
+def tag_ids(tag: str) -> Select[tuple[int]]:
+    """SQLite: the ids of the rows carrying tag, in id order."""
+    return _tagged(tag)
+
+
 def _fts_matches(terms: list[Term], *, every: bool) -> Select[tuple[int]]:
     return select(fts_table.c.rowid).where(
         literal_column(FTS_TABLE).op("MATCH")(fts5_query_text(terms, every=every))
