@@ -83,8 +83,9 @@ async def filter_conditions(
         conditions.append(
             tags_condition(query.tag, mode=query.tags_mode, dialect=dialect, walk=walk)
         )
-    if _text(query) is not None:
-        conditions.append(text_condition(query.q, dialect=dialect, walk=walk))  # type: ignore[arg-type]
+    text = _text(query)
+    if text is not None:
+        conditions.append(text_condition(text, dialect=dialect, walk=walk))
     if query.min_importance is not None:
         conditions.append(_c.importance >= query.min_importance)
     if query.max_importance is not None:
