@@ -26,7 +26,9 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
@@ -95,6 +97,27 @@ def _iso(value: str | None) -> str | None:
     return value.replace("T", " ").replace("Z", ".000000")
 
 
+def floor_row(
+    r: dict[str, Any], uid: object, time_value: Callable[[Any], Any], flag: Callable[[Any], Any]
+) -> tuple[object, ...]:
+    """One parsed line as the floor inserts it, in COLUMNS order, with the driver's types."""
+    return (
+        uid,
+        r["namespace"],
+        r["key"],
+        r["content"],
+        orjson.dumps(r["tags"]).decode(),
+        r["importance"],
+        r["access_count"],
+        time_value(r["last_accessed_at"]),
+        time_value(r["expires_at"]),
+        flag(r["is_deleted"]),
+        time_value(r["deleted_at"]),
+        time_value(r["created_at"]),
+        time_value(r["updated_at"]),
+    )
+
+
 def floor_sqlite(db_path: Path, data: Path) -> float:
     """Plain load: parse, executemany in batches, one transaction, same schema and indexes."""
     import sqlite3
@@ -122,23 +145,7 @@ def floor_sqlite(db_path: Path, data: Path) -> float:
                     (r["user"],),
                 )
                 uid = users[r["user"]] = cur.lastrowid  # type: ignore[assignment]
-            batch.append(
-                (
-                    uid,
-                    r["namespace"],
-                    r["key"],
-                    r["content"],
-                    orjson.dumps(r["tags"]).decode(),
-                    r["importance"],
-                    r["access_count"],
-                    _iso(r["last_accessed_at"]),
-                    _iso(r["expires_at"]),
-                    int(r["is_deleted"]),
-                    _iso(r["deleted_at"]),
-                    _iso(r["created_at"]),
-                    _iso(r["updated_at"]),
-                )
-            )
+            batch.append(floor_row(r, uid, _iso, int))
             if len(batch) == 5000:
                 conn.executemany(sql, batch)
                 batch.clear()
@@ -172,23 +179,7 @@ async def floor_postgres(dsn: str, data: Path) -> float:
                         " created_at) VALUES ($1, '!', false, true, now()) RETURNING id",
                         r["user"],
                     )
-                batch.append(
-                    (
-                        uid,
-                        r["namespace"],
-                        r["key"],
-                        r["content"],
-                        orjson.dumps(r["tags"]).decode(),
-                        r["importance"],
-                        r["access_count"],
-                        ts(r["last_accessed_at"]),
-                        ts(r["expires_at"]),
-                        r["is_deleted"],
-                        ts(r["deleted_at"]),
-                        ts(r["created_at"]),
-                        ts(r["updated_at"]),
-                    )
-                )
+                batch.append(floor_row(r, uid, ts, bool))
                 if len(batch) == 5000:
                     await conn.copy_records_to_table(
                         "long_term_memory",
