@@ -23,7 +23,14 @@ from webapp.services.principal import Principal
 from webapp.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-APP_TABLES = {"users", "long_term_memory", "memory_event", "api_token"}
+APP_TABLES = {
+    "users",
+    "long_term_memory",
+    "memory_event",
+    "api_token",
+    "web_session",
+    "login_throttle",
+}
 GIN_INDEX = "ix_long_term_memory_tags_gin"
 
 

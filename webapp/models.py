@@ -334,3 +334,37 @@ class ApiTokenPublic(SQLModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+
+
+# --- admin app sessions and login throttling ----------------------------------------------
+
+
+class WebSession(SQLModel, table=True):
+    """A logged-in browser. The cookie carries a signed random secret; only its sha256 is
+    kept here, so a copied database does not hand out live sessions. Deleting the row
+    (logout) ends the session on the server: the cookie stops working everywhere."""
+
+    __tablename__ = "web_session"
+
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    user_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    csrf_token: str = Field(sa_column=Column(String(64), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
+    expires_at: datetime = Field(sa_column=_utc_column(nullable=False, index=True))
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed logins for one key (`user:NAME` or `address:IP`) in the current window, kept
+    in the database so every worker and host sees the same count."""
+
+    __tablename__ = "login_throttle"
+
+    key: str = Field(sa_column=Column(String(200), primary_key=True))
+    failures: int = Field(sa_column=Column(Integer, nullable=False))
+    window_started_at: datetime = Field(sa_column=_utc_column(nullable=False))
+    locked_until: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))

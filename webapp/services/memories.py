@@ -9,6 +9,7 @@ VersionConflict when the memory has moved on, so nothing is silently overwritten
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -253,6 +254,53 @@ def _purgeable(
     return deleted, expired
 
 
+async def purge_deleted(
+    db: Database, *, principal: Principal, user_id: int | None = None, dry_run: bool = False
+) -> int:
+    """Trash's 'purge now' (admins): hard-delete every soft-deleted memory in scope at once,
+    whatever its age, leaving a `purge` event for each. The dry run counts them."""
+    if not principal.is_admin:
+        raise NotFound("nothing to purge")
+    conditions = [_c.is_deleted.is_(true()), principal.visible()]
+    if user_id is not None:
+        conditions.append(_c.user_id == user_id)
+    now = utcnow()
+    async with db.write() as session:
+        if dry_run:
+            query = select(func.count()).select_from(_table).where(*conditions)
+            return int((await session.execute(query)).scalar_one())
+        removed = (
+            await session.execute(delete(_table).where(*conditions).returning(_c.id, _c.user_id))
+        ).all()
+        await _record_purges(session, principal, removed, "deleted", now)
+    return len(removed)
+
+
+async def _record_purges(
+    session: AsyncSession,
+    principal: Principal,
+    removed: Sequence[Any],
+    label: str,
+    now: datetime,
+) -> None:
+    """One `purge` event per removed (id, user_id) row."""
+    rows: list[dict[str, Any]] = [
+        {
+            "memory_id": memory_id,
+            "user_id": user_id,
+            "actor": principal.actor,
+            "actor_user_id": principal.user_id,
+            "actor_token_id": principal.token_id,
+            "action": EventAction.purge.value,
+            "changes": {"state": {"old": label, "new": None}},
+            "created_at": now,
+        }
+        for memory_id, user_id in removed
+    ]
+    if rows:
+        await session.execute(insert(MemoryEvent.__table__), rows)  # type: ignore[attr-defined]
+
+
 async def purge(
     db: Database,
     *,
@@ -280,23 +328,11 @@ async def purge(
                 query = select(func.count()).select_from(_table).where(condition, visible)
                 counts[label] = int((await session.execute(query)).scalar_one())
                 continue
-            removed = await session.execute(
-                delete(_table).where(condition, visible).returning(_c.id, _c.user_id)
-            )
-            rows: list[dict[str, Any]] = [
-                {
-                    "memory_id": memory_id,
-                    "user_id": user_id,
-                    "actor": principal.actor,
-                    "actor_user_id": principal.user_id,
-                    "actor_token_id": principal.token_id,
-                    "action": EventAction.purge.value,
-                    "changes": {"state": {"old": label, "new": None}},
-                    "created_at": now,
-                }
-                for memory_id, user_id in removed
-            ]
-            if rows:
-                await session.execute(insert(MemoryEvent.__table__), rows)  # type: ignore[attr-defined]
-            counts[label] = len(rows)
+            removed = (
+                await session.execute(
+                    delete(_table).where(condition, visible).returning(_c.id, _c.user_id)
+                )
+            ).all()
+            await _record_purges(session, principal, removed, label, now)
+            counts[label] = len(removed)
     return PurgeReport(deleted=counts["deleted"], expired=counts["expired"], dry_run=dry_run)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from webapp.db import Database
 from webapp.errors import Conflict, NotFound
-from webapp.models import User, UserCreate
+from webapp.models import LongTermMemory, User, UserCreate
+from webapp.services.filters import state_condition
 from webapp.services.principal import Principal
+from webapp.types import utcnow
 
 UNUSABLE_PASSWORD = "!"
 """password_hash of users created by an import: no password verifies against it."""
@@ -76,3 +83,65 @@ async def visible_user_id(session: AsyncSession, principal: Principal, username:
     if user_id is None or (not principal.is_admin and user_id != principal.user_id):
         return None
     return user_id
+
+
+@dataclass
+class UserSummary:
+    """A user as the users list shows it: the row and memory counts per state."""
+
+    user: User
+    active: int = 0
+    expired: int = 0
+    deleted: int = 0
+
+
+async def list_users(
+    db: Database, *, search: str | None = None, limit: int = 200
+) -> list[UserSummary]:
+    """Users by name (matching search in username or email), with their memory counts.
+
+    The counts are one grouped query over these users' rows only, through the user_id index.
+    """
+    query = select(User).order_by(col(User.username)).limit(limit)
+    if search:
+        pattern = (
+            "%" + search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
+        query = query.where(
+            col(User.username).ilike(pattern, escape="\\")
+            | col(User.email).ilike(pattern, escape="\\")
+        )
+    now = utcnow()
+    memories = LongTermMemory.__table__.c  # type: ignore[attr-defined]
+
+    def counted(state: str) -> Any:
+        return func.sum(case((state_condition(state, now=now), 1), else_=0))
+
+    async with db.read() as session:
+        users = list((await session.execute(query)).scalars())
+        summaries = {user.id: UserSummary(user=user) for user in users}
+        if summaries:
+            counts = (
+                select(memories.user_id, counted("active"), counted("expired"), counted("deleted"))
+                .where(memories.user_id.in_(list(summaries)))
+                .group_by(memories.user_id)
+            )
+            for user_id, active, expired, deleted in await session.execute(counts):
+                summary = summaries[user_id]
+                summary.active, summary.expired, summary.deleted = (
+                    int(active or 0),
+                    int(expired or 0),
+                    int(deleted or 0),
+                )
+    return list(summaries.values())
+
+
+async def usernames(db: Database, *, user_ids: Iterable[int]) -> dict[int, str]:
+    """The usernames of user_ids (for showing whose memory a row is)."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return {}
+    users = User.__table__.c  # type: ignore[attr-defined]
+    query = select(users.id, users.username).where(users.id.in_(ids))
+    async with db.read() as session:
+        return {int(user_id): str(name) for user_id, name in (await session.execute(query)).all()}

@@ -1,0 +1,171 @@
+"""Logging in to the admin app: passwords, the login throttle and server-side sessions.
+
+The throttle and the sessions live in the database, so any number of workers and hosts
+share them (SPEC 7). After LOCK_AFTER failed logins for one username or one address
+within WINDOW, that key is locked for LOCK_FOR: every attempt gets LoginThrottled, even
+with the right password. An unknown user and a wrong password fail the same way, after
+the same password-hashing work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from webapp.db import Database
+from webapp.errors import MemoryAdminError
+from webapp.models import LoginThrottle, User, WebSession
+from webapp.services.users import hash_password, verify_password
+from webapp.types import utcnow
+
+LOCK_AFTER = 5
+WINDOW = timedelta(minutes=15)
+LOCK_FOR = timedelta(minutes=15)
+TOUCH_EVERY = timedelta(minutes=1)
+"""last_seen_at is written at most this often per session, not on every request."""
+
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+"""Verified against when the username is unknown, so both failures cost the same time."""
+
+
+class LoginFailed(MemoryAdminError):
+    """Wrong username or password (never says which)."""
+
+    status_code = 400
+
+
+class LoginThrottled(MemoryAdminError):
+    """Too many failed logins for this username or address; try again later."""
+
+    status_code = 429
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A new session: the secret goes into the cookie, and only its hash is stored."""
+
+    user: User
+    secret: str
+    session: WebSession
+
+
+def _session_id(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def throttle_keys(username: str, address: str) -> list[str]:
+    """The two keys a login attempt counts against."""
+    return [f"user:{username.strip().casefold()}"[:200], f"address:{address}"[:200]]
+
+
+async def log_in(
+    db: Database, *, username: str, password: str, address: str, session_hours: int
+) -> SignedIn:
+    """Check the throttle and the password, then start a new session.
+
+    Raises LoginThrottled while a key is locked, LoginFailed for a wrong username or
+    password (counting the failure against both keys).
+    """
+    now = utcnow()
+    keys = throttle_keys(username, address)
+    async with db.read() as session:
+        await _refuse_if_locked(session, keys, now)
+        user = (
+            await session.execute(select(User).where(col(User.username) == username.strip()))
+        ).scalar_one_or_none()
+    password_hash = user.password_hash if user is not None else _DUMMY_HASH
+    if not verify_password(password_hash, password) or user is None or not user.is_active:
+        await _count_failure(db, keys, now)
+        raise LoginFailed("Wrong username or password.")
+    assert user.id is not None
+    secret = secrets.token_urlsafe(32)
+    web_session = WebSession(
+        id=_session_id(secret),
+        user_id=user.id,
+        csrf_token=secrets.token_urlsafe(32),
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + timedelta(hours=session_hours),
+    )
+    async with db.write() as session:
+        await session.execute(delete(LoginThrottle).where(col(LoginThrottle.key) == keys[0]))
+        await session.execute(delete(WebSession).where(col(WebSession.expires_at) <= now))
+        await session.execute(
+            delete(LoginThrottle).where(
+                col(LoginThrottle.window_started_at) <= now - WINDOW,
+                (col(LoginThrottle.locked_until).is_(None))
+                | (col(LoginThrottle.locked_until) <= now),
+            )
+        )
+        session.add(web_session)
+    return SignedIn(user=user, secret=secret, session=web_session)
+
+
+async def _refuse_if_locked(session: AsyncSession, keys: list[str], now: datetime) -> None:
+    query = select(col(LoginThrottle.key)).where(
+        col(LoginThrottle.key).in_(keys), col(LoginThrottle.locked_until) > now
+    )
+    if (await session.execute(query)).first() is not None:
+        raise LoginThrottled("Too many failed logins. Wait 15 minutes before trying again.")
+
+
+async def _count_failure(db: Database, keys: list[str], now: datetime) -> None:
+    """Add one failure to each key in SQL; the LOCK_AFTER-th in a window locks the key."""
+    insert = postgresql_insert if db.dialect == "postgresql" else sqlite_insert
+    async with db.write() as session:
+        for key in keys:
+            await session.execute(
+                insert(LoginThrottle)
+                .values(key=key, failures=0, window_started_at=now)
+                .on_conflict_do_nothing(index_elements=["key"])
+            )
+            row = (
+                await session.execute(
+                    select(LoginThrottle).where(col(LoginThrottle.key) == key).with_for_update()
+                )
+            ).scalar_one()
+            if row.window_started_at <= now - WINDOW:
+                row.failures, row.window_started_at, row.locked_until = 0, now, None
+            row.failures += 1
+            if row.failures >= LOCK_AFTER:
+                row.locked_until = now + LOCK_FOR
+
+
+async def session_user(db: Database, *, secret: str) -> tuple[User, WebSession] | None:
+    """The active user and live session a cookie secret belongs to, or None."""
+    now = utcnow()
+    session_id = _session_id(secret)
+    query = (
+        select(User, WebSession)
+        .join(WebSession, col(WebSession.user_id) == col(User.id))
+        .where(
+            col(WebSession.id) == session_id,
+            col(WebSession.expires_at) > now,
+            col(User.is_active),
+        )
+    )
+    async with db.read() as session:
+        found = (await session.execute(query)).first()
+    if found is None:
+        return None
+    user, web_session = found
+    if web_session.last_seen_at <= now - TOUCH_EVERY:
+        async with db.write() as session:
+            await session.execute(
+                update(WebSession).where(col(WebSession.id) == session_id).values(last_seen_at=now)
+            )
+    return user, web_session
+
+
+async def end_session(db: Database, *, secret: str) -> None:
+    """Log out: delete the session, so its cookie stops working wherever it was copied."""
+    async with db.write() as session:
+        await session.execute(delete(WebSession).where(col(WebSession.id) == _session_id(secret)))
