@@ -10,20 +10,28 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
+import pytest_asyncio
 from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from tests.browser_support import AppData, Browsing, LiveServer, chromium, fetch_htmx
 from webapp import migrate
 from webapp.db import create_engine, create_sessionmaker
-from webapp.models import ApiToken, LongTermMemory, MemoryEvent, User
+from webapp.models import ApiToken, LoginThrottle, LongTermMemory, MemoryEvent, User, WebSession
 from webapp.settings import Settings
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, BrowserContext, Page
+
+pytest_plugins = ["tests.web_support"]
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -123,7 +131,7 @@ async def db(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
     """The migrated engine; every table is emptied after the test."""
     yield engine
     async with engine.begin() as conn:
-        for model in (MemoryEvent, ApiToken, LongTermMemory, User):
+        for model in (MemoryEvent, ApiToken, WebSession, LoginThrottle, LongTermMemory, User):
             await conn.execute(delete(model))
 
 
@@ -140,3 +148,109 @@ def gen_memories() -> Iterator[Path]:
     if not GEN_MEMORIES.exists():
         pytest.fail(f"dataset generator not found at {GEN_MEMORIES}")
     yield GEN_MEMORIES
+
+
+# --- browser tests: the live server, Debian's Chromium, htmx served offline ---------------
+#
+# Browser tests are async tests that use `web`, `page`, `context`, `browser` or `app_data`;
+# they run on the session's event loop, where the one Chromium lives (marked at collection
+# below). Each runs once per backend (`database_url`'s params) against a live server per
+# module; give them data with `app_data`, not with the `engine`, `db` or `session` fixtures
+# (those live on the module's loop). Helpers: tests/browser_support.py.
+
+BROWSER_FIXTURES = frozenset({"browser", "web", "context", "page", "app_data"})
+PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+BROWSER_ARTIFACTS = pytest.StashKey[list[Path]]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run every async browser test on the session's loop, where the browser lives."""
+    session_loop = pytest.mark.asyncio(loop_scope="session")
+    for item in items:
+        if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())) and (
+            pytest_asyncio.is_async_test(item)
+        ):
+            item.add_marker(session_loop, append=False)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the item, so fixtures can tell whether the test failed."""
+    report = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    return report
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """List the screenshots and HTML saved for failed browser tests."""
+    paths = config.stash.get(BROWSER_ARTIFACTS, [])
+    if paths:
+        terminalreporter.section("browser failure artifacts")
+        for path in paths:
+            terminalreporter.line(str(path))
+
+
+@pytest.fixture(scope="session")
+def htmx_js(request: pytest.FixtureRequest) -> bytes:
+    """The htmx file behind settings.HTMX_URL, from `npm pack` (cached between runs)."""
+    cache = getattr(request.config, "cache", None)
+    cache_dir = cache.mkdir("htmx") if cache else REPO_ROOT / "test-artifacts" / "cache"
+    return fetch_htmx(Path(cache_dir))
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, one for the whole run (skipped without it, failed under CI=true)."""
+    async with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def live_server(settings: Settings) -> Iterator[LiveServer]:
+    """The app under uvicorn on a free port, on the module's migrated database (per backend)."""
+    backend = "sqlite" if settings.is_sqlite else "postgresql"
+    with LiveServer(settings, backend=backend) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def web(
+    request: pytest.FixtureRequest, browser: Browser, live_server: LiveServer, htmx_js: bytes
+) -> AsyncIterator[Browsing]:
+    """This test's browser contexts; on failure, saves screenshots and HTML of their pages."""
+    browsing = Browsing(browser, live_server, htmx_js)
+    try:
+        yield browsing
+    finally:
+        report = request.node.stash.get(PHASE_REPORTS, {}).get("call")
+        if report is not None and report.failed:
+            saved = await browsing.save_failure_artifacts(request.node.nodeid)
+            request.config.stash.setdefault(BROWSER_ARTIFACTS, []).extend(saved)
+        await browsing.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def context(web: Browsing) -> BrowserContext:
+    """A fresh browser context (desktop, light, JavaScript on) on the live server."""
+    return await web.new_context()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def page(context: BrowserContext) -> Page:
+    """A page in `context`; page.goto takes paths of the live server."""
+    return await context.new_page()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def app_data(live_server: LiveServer) -> AsyncIterator[AppData]:
+    """Empties the live server's database, then lets the test add users and memories."""
+    data = AppData(live_server.settings)
+    await data.reset()
+    try:
+        yield data
+    finally:
+        await data.close()

@@ -9,16 +9,21 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
+from jinja2_fragments.fastapi import Jinja2Blocks
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from webapp import __version__
-from webapp.db import create_engine, create_sessionmaker
+from webapp.db import Database, create_engine, create_sessionmaker
 from webapp.errors import MemoryAdminError
 from webapp.paths import resource_dir
+from webapp.services.cursors import CursorSigner
 from webapp.services.health import database_status
 from webapp.settings import Settings, get_settings
+from webapp.web import mount_admin_app
+from webapp.web.render import is_htmx
+from webapp.web.render import render as render_page
 
 logger = logging.getLogger("memory_admin")
 
@@ -44,9 +49,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
-    app.state.templates = Jinja2Templates(directory=str(resource_dir("templates")))
+    app.state.db = Database(engine)
+    secret_key = settings.resolve_secret_key()
+    app.state.cursor_signer = CursorSigner(secret_key)
+    # The templates ship with the package and do not change while it runs: no stat() of
+    # every template file on every render (a list page includes its row template 50 times).
+    environment = Environment(
+        loader=FileSystemLoader(resource_dir("templates")), autoescape=True, auto_reload=False
+    )
+    app.state.templates = Jinja2Blocks(env=environment)
     app.mount("/static", StaticFiles(directory=str(resource_dir("static"))), name="static")
     _add_error_handlers(app)
+    mount_admin_app(app, settings, secret_key)
 
     @app.get("/healthz", name="healthz", include_in_schema=False)
     async def healthz() -> Response:
@@ -76,8 +90,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     """One handler per error family: an HTML page for browsers, JSON for everything else."""
 
     def render(request: Request, status_code: int, message: str) -> Response:
-        if _wants_html(request):
-            return app.state.templates.TemplateResponse(
+        if _wants_html(request) or is_htmx(request):
+            return render_page(
                 request,
                 "errors/error.html",
                 {"status_code": status_code, "message": message},

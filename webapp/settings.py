@@ -14,6 +14,12 @@ from sqlalchemy.engine import make_url
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./memory_admin.db"
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
+HTMX_VERSION = "2.0.11"
+HTMX_URL = f"https://cdn.jsdelivr.net/npm/htmx.org@{HTMX_VERSION}/dist/htmx.min.js"
+HTMX_INTEGRITY = "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg"
+"""The pinned htmx build; the integrity hash is sha384 of that exact file (npm pack
+htmx.org@HTMX_VERSION, dist/htmx.min.js). Change all three together."""
+
 
 class ConfigError(Exception):
     """A setting is missing or wrong; the message says which and how to fix it."""
@@ -37,6 +43,10 @@ class Settings(BaseSettings):
     sqlite_import_cache_mb: int = Field(64, ge=2, le=4096)
     sqlite_cache_mb: int = Field(32, ge=2, le=4096)
     sqlite_mmap_mb: int = Field(1024, ge=0, le=1_048_576)
+
+    session_hours: int = Field(12, ge=1, le=24 * 90)
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    trash_retention_days: int = Field(30, ge=0, le=36_500)
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,42 @@
+"""The browser admin app (SPEC 4): routers, middleware, templates' helpers, error pages."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from itsdangerous import Signer
+
+from webapp.settings import HTMX_INTEGRITY, HTMX_URL, Settings
+from webapp.web import auth, memories, pages, trash
+from webapp.web.deps import LoginRequired
+from webapp.web.filters import url_with
+from webapp.web.render import is_htmx
+from webapp.web.security import BodyLimit, SecurityHeaders
+from webapp.web.templating import RoutePaths, install_template_helpers
+
+
+def mount_admin_app(app: FastAPI, settings: Settings, secret_key: str) -> None:
+    """Add the admin pages, their middleware and the login redirect to app."""
+    app.state.cookie_signer = Signer(secret_key, salt="memory-admin.cookie")
+    install_template_helpers(
+        app.state.templates,
+        url_with=url_with,
+        path_for=RoutePaths(app.url_path_for),
+        htmx_url=HTMX_URL,
+        htmx_integrity=HTMX_INTEGRITY,
+    )
+    for router in (auth.router, pages.router, memories.router, trash.router):
+        app.include_router(router, include_in_schema=False)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, exc: LoginRequired) -> Response:
+        target = request.app.url_path_for("login_form")
+        if exc.next_path not in ("", "/"):
+            target += "?" + urlencode({"next": exc.next_path})
+        if is_htmx(request):
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)

@@ -1,0 +1,90 @@
+"""The browser's query string: parsed into a BrowseQuery, and written back as canonical URLs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from pydantic import ValidationError
+
+from webapp.models import BrowseQuery
+
+_FIELDS = frozenset(BrowseQuery.model_fields)
+_DEFAULTS = BrowseQuery()
+
+
+@dataclass
+class ParsedFilters:
+    """The query (defaults where the input was bad), the raw values to show, and the error."""
+
+    query: BrowseQuery
+    raw: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def describe_error(exc: ValidationError) -> str:
+    """One readable sentence for the first problem of a validation error."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"] if not isinstance(part, int))
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{where.replace('_', ' ')}: {message}" if where else message
+
+
+NUMERIC_FILTERS = ("min_importance", "max_importance")
+
+
+def form_number(text: str) -> float | str:
+    """A number typed into a form, as a float; text that is not one stays text, so the
+    model's validation names the field in its error."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def parse_filters(request: Request, **fixed: Any) -> ParsedFilters:
+    """The SPEC 3 filters of this request; empty fields are absent, unknown names ignored."""
+    raw: dict[str, Any] = {}
+    for name, value in request.query_params.multi_items():
+        if name not in _FIELDS or not value.strip():
+            continue
+        if name == "tag":
+            raw.setdefault("tag", []).append(value.strip())
+        else:
+            raw[name] = value.strip()
+    values = {
+        name: form_number(value) if name in NUMERIC_FILTERS else value
+        for name, value in raw.items()
+    }
+    try:
+        query = BrowseQuery.model_validate({**values, **fixed})
+    except ValidationError as exc:
+        return ParsedFilters(query=BrowseQuery(**fixed), raw=raw, error=describe_error(exc))
+    return ParsedFilters(query=query, raw=raw)
+
+
+def query_string(query: BrowseQuery, *, omit: tuple[str, ...] = (), **changes: Any) -> str:
+    """The query string of query with changes, naming only what differs from the defaults
+    (and nothing in omit, for a page whose route fixes that filter)."""
+    values = query.model_dump()
+    values.update(changes)
+    pairs: list[tuple[str, Any]] = []
+    for name in BrowseQuery.model_fields:
+        value = values.get(name)
+        if name in omit:
+            continue
+        if value is None or value == [] or value == getattr(_DEFAULTS, name):
+            continue
+        if name == "tag":
+            pairs.extend(("tag", tag) for tag in value)
+        else:
+            pairs.append((name, value))
+    return urlencode(pairs)
+
+
+def url_with(path: str, query: BrowseQuery, *, omit: tuple[str, ...] = (), **changes: Any) -> str:
+    """path followed by the canonical query string of query with changes."""
+    text = query_string(query, omit=omit, **changes)
+    return f"{path}?{text}" if text else path

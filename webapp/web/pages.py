@@ -1,0 +1,48 @@
+"""The dashboard and the users list."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from webapp.services.stats import EXPIRING_SOON_DAYS, dashboard
+from webapp.services.users import list_users, usernames, visible_user_id
+from webapp.web.deps import AdminVisitor, CurrentVisitor, DatabaseDep
+from webapp.web.render import render
+
+router = APIRouter()
+
+
+@router.get("/", name="show_dashboard")
+async def show_dashboard(
+    request: Request, db: DatabaseDep, visitor: CurrentVisitor, user: str | None = None
+) -> Response:
+    """Counts per state, and the memories expiring soon, recently changed and most read."""
+    user_id = None
+    if user:
+        async with db.read() as session:
+            user_id = await visible_user_id(session, visitor.principal, user)
+        if user_id is None:
+            user = None
+    stats = await dashboard(db, principal=visitor.principal, user_id=user_id)
+    listed = [*stats.expiring_soon, *stats.recently_changed, *stats.most_accessed]
+    owners = (
+        await usernames(db, user_ids=(memory.user_id for memory in listed))
+        if visitor.user.is_admin
+        else {}
+    )
+    return render(
+        request,
+        "dashboard.html",
+        {"stats": stats, "owners": owners, "user": user, "soon_days": EXPIRING_SOON_DAYS},
+    )
+
+
+@router.get("/users", name="list_users")
+async def list_users_page(
+    request: Request, db: DatabaseDep, visitor: AdminVisitor, q: str | None = None
+) -> Response:
+    """Every user with memory counts; q searches username and email."""
+    search = (q or "").strip()[:150] or None
+    summaries = await list_users(db, search=search)
+    return render(request, "users.html", {"users": summaries, "q": search or ""}, block="results")

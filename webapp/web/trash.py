@@ -1,0 +1,162 @@
+"""Trash: soft-deleted memories with the days left before purge; restore, purge now."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from webapp.errors import InvalidInput
+from webapp.services.browse import browse
+from webapp.services.bulk import BulkAction, Selection, apply
+from webapp.services.memories import purge_deleted
+from webapp.services.users import usernames, visible_user_id
+from webapp.types import utcnow
+from webapp.web.deps import (
+    AdminVisitor,
+    CheckedAdmin,
+    CheckedVisitor,
+    CurrentVisitor,
+    DatabaseDep,
+    SettingsDep,
+    SignerDep,
+)
+from webapp.web.filters import parse_filters, url_with
+from webapp.web.render import is_htmx, redirect, render
+
+router = APIRouter()
+TRASH_FIXED = ("state",)
+"""Trash always shows deleted memories, so its URLs never carry a state."""
+
+
+@router.get("/trash", name="show_trash")
+async def show_trash(
+    request: Request,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    signer: SignerDep,
+    visitor: CurrentVisitor,
+) -> Response:
+    """Deleted memories, most recently deleted first, with restore and (admins) purge."""
+    return await _trash_page(request, db, settings, signer, visitor)
+
+
+async def _trash_page(
+    request: Request,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    signer: SignerDep,
+    visitor: CurrentVisitor,
+    *,
+    status_message: str | None = None,
+) -> Response:
+    parsed = parse_filters(request, state="deleted")
+    page = None
+    status = 422 if parsed.error else 200
+    if parsed.error is None:
+        try:
+            page = await browse(db, principal=visitor.principal, query=parsed.query, signer=signer)
+        except InvalidInput as exc:
+            parsed.error, status = str(exc), 400
+    owners = (
+        await usernames(db, user_ids=(memory.user_id for memory in page.items))
+        if page is not None and visitor.user.is_admin
+        else {}
+    )
+    now = utcnow()
+    retention = timedelta(days=settings.trash_retention_days)
+    days_left = {
+        memory.id: max(0, (memory.deleted_at + retention - now).days + 1)
+        for memory in (page.items if page else [])
+        if memory.deleted_at is not None
+    }
+    here = url_with(request.app.url_path_for("show_trash"), parsed.query, omit=TRASH_FIXED)
+    return render(
+        request,
+        "trash.html",
+        {
+            "filters": parsed,
+            "query": parsed.query,
+            "page": page,
+            "owners": owners,
+            "days_left": days_left,
+            "retention_days": settings.trash_retention_days,
+            "here": here,
+            "status_message": status_message,
+        },
+        block="results",
+        status_code=status,
+    )
+
+
+@router.post("/trash/restore", name="restore_from_trash")
+async def restore_from_trash(
+    request: Request,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    signer: SignerDep,
+    visitor: CheckedVisitor,
+) -> Response:
+    """Restore the chosen memories (one or many), all or none."""
+    form = await request.form()
+    only = form.get("only")
+    chosen = [only] if isinstance(only, str) and only else form.getlist("id")
+    ids = [int(value) for value in chosen if isinstance(value, str) and value.isdigit()]
+    if not ids:
+        message = "Select the memories to restore."
+    else:
+        result = await apply(
+            db, principal=visitor.principal, selection=Selection(ids=ids), action=BulkAction.restore
+        )
+        message = f"Restored {result.changed} memor{'y' if result.changed == 1 else 'ies'}."
+    if is_htmx(request):
+        return await _trash_page(request, db, settings, signer, visitor, status_message=message)
+    back = form.get("next")
+    return redirect(
+        request,
+        back if isinstance(back, str) and back.startswith("/trash") else "/trash",
+        message=message,
+    )
+
+
+@router.get("/trash/purge", name="confirm_purge")
+async def confirm_purge(
+    request: Request, db: DatabaseDep, visitor: AdminVisitor, user: str | None = None
+) -> Response:
+    """Ask before purging: how many memories would be removed for good."""
+    user_id = await _user_id(db, visitor, user)
+    count = await purge_deleted(db, principal=visitor.principal, user_id=user_id, dry_run=True)
+    return render(request, "trash_purge.html", {"count": count, "user": user})
+
+
+@router.post("/trash/purge", name="purge_trash")
+async def purge_trash(request: Request, db: DatabaseDep, visitor: CheckedAdmin) -> Response:
+    """Remove every memory in Trash (of one user, if named) for good; needs the confirmation."""
+    form = await request.form()
+    user = form.get("user")
+    user = user if isinstance(user, str) and user else None
+    if form.get("confirm") != "yes":
+        return redirect(request, _with_user("/trash/purge", user))
+    user_id = await _user_id(db, visitor, user)
+    removed = await purge_deleted(db, principal=visitor.principal, user_id=user_id)
+    return redirect(
+        request,
+        _with_user("/trash", user),
+        message=f"Purged {removed} memor{'y' if removed == 1 else 'ies'} for good.",
+    )
+
+
+def _with_user(path: str, user: str | None) -> str:
+    return f"{path}?{urlencode({'user': user})}" if user else path
+
+
+async def _user_id(db: DatabaseDep, visitor: CurrentVisitor, user: str | None) -> int | None:
+    if not user:
+        return None
+    async with db.read() as session:
+        found = await visible_user_id(session, visitor.principal, user)
+    if found is None:
+        raise InvalidInput(f"no user named {user!r}")
+    return found
