@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
+import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from sqlalchemy import select
@@ -621,3 +625,52 @@ def test_purge_refuses_negative_days(tmp_path: Path, option: str) -> None:
         "purge", option, "-1", database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", cwd=tmp_path
     )
     assert_one_line_error(result, code=2)
+
+
+# --- serve -------------------------------------------------------------------------------
+
+
+def test_serve_on_an_empty_default_database_says_how_to_create_the_first_admin(
+    tmp_path: Path,
+) -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "SECRET_KEY", "MEMORY_ADMIN_DEBUG")
+    }
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "webapp.cli", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump(stream: IO[str]) -> None:
+        for line in stream:  # a thread, so the test can give up instead of blocking on a read
+            lines.put(line)
+
+    assert server.stderr is not None
+    threading.Thread(target=pump, args=(server.stderr,), daemon=True).start()
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not any("No admin user yet" in line for line in seen):
+            assert time.monotonic() < deadline, f"no hint on stderr: {seen}"
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                assert server.poll() is None, f"serve exited {server.returncode}: {seen}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    hint = next(line for line in seen if "No admin user yet" in line)
+    assert "memory-admin createuser admin --admin" in hint
+    assert (tmp_path / "memory_admin.db").exists(), "the default database was migrated"
