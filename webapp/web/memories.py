@@ -15,13 +15,21 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from webapp.db import Database
 from webapp.errors import InvalidInput, NotFound, VersionConflict
 from webapp.models import LongTermMemory, MemoryUpdate
 from webapp.services.browse import browse
 from webapp.services.memories import delete_memory, get_memory, restore_memory, update_memory
 from webapp.services.users import usernames
 from webapp.validation import validate_tags
-from webapp.web.deps import CheckedVisitor, CurrentVisitor, DatabaseDep, SignerDep, safe_next
+from webapp.web.deps import (
+    CheckedVisitor,
+    CurrentVisitor,
+    DatabaseDep,
+    SignerDep,
+    Visitor,
+    safe_next,
+)
 from webapp.web.filters import describe_error, form_number, parse_filters, url_with
 from webapp.web.render import is_htmx, redirect, render
 
@@ -69,7 +77,7 @@ async def show_memory(
 
 
 async def _detail_page(
-    request: Request, db: Any, memory: LongTermMemory, *, status: int = 200, **editor: Any
+    request: Request, db: Database, memory: LongTermMemory, *, status: int = 200, **editor: Any
 ) -> Response:
     owners = await usernames(db, user_ids=[memory.user_id])
     return render(
@@ -102,8 +110,8 @@ def _return_to(form: dict[str, str], memory_id: int) -> str:
 
 async def _apply_edit(
     request: Request,
-    db: Any,
-    visitor: Any,
+    db: Database,
+    visitor: Visitor,
     memory_id: int,
     form: dict[str, str],
     changes: dict[str, Any],
@@ -135,7 +143,7 @@ async def _apply_edit(
 
 async def _editor_response(
     request: Request,
-    db: Any,
+    db: Database,
     memory: LongTermMemory,
     view: str,
     form: dict[str, str],
