@@ -69,6 +69,12 @@ def path_of(page: Page) -> str:
     return urlsplit(page.url).path
 
 
+async def open_editor(page: Page, key: str) -> None:
+    """Click a row's Edit button and wait for its editor to replace the importance and tags."""
+    await row(page, key).get_by_role("link", name=f"Edit importance and tags of {key}").click()
+    await expect(row(page, key).locator(".memory-editor")).to_have_count(1)
+
+
 async def keys_shown(page: Page) -> list[str]:
     """The keys of the list rows, in order."""
     return await page.locator("li.memory-row .memory-key").all_inner_texts()
@@ -231,6 +237,7 @@ async def test_inline_importance_edit_and_error(web: Browsing, app_data: AppData
     await page.evaluate("window.__marker = 1")
     importance = row(page, "tea").locator(".importance-form input[name=importance]")
 
+    await open_editor(page, "tea")
     await importance.fill("0.8")
     await row(page, "tea").locator(".importance-form").get_by_role("button", name="Save").click()
 
@@ -238,10 +245,13 @@ async def test_inline_importance_edit_and_error(web: Browsing, app_data: AppData
     await expect(importance).to_have_value("0.80")
     assert await page.evaluate("window.__marker") == 1
     await page.reload()
-    await expect(importance).to_have_value("0.80")
+    await expect(row(page, "tea").locator(".memory-facts .importance")).to_have_text(
+        "Importance 0.80"
+    )
     stored = await fetch(app_data, tea, alice)
     assert (stored.importance, stored.version) == (0.8, 2)
 
+    await open_editor(page, "tea")
     await importance.fill("1.5")
     await row(page, "tea").locator(".importance-form").get_by_role("button", name="Save").click()
 
@@ -264,6 +274,7 @@ async def test_inline_tag_add_and_remove(web: Browsing, app_data: AppData) -> No
     await page.evaluate("window.__marker = 1")
     chips = row(page, "tea").locator(".tag")
 
+    await open_editor(page, "tea")
     await row(page, "tea").locator(".tag-add input[name=tag]").fill("morning")
     await row(page, "tea").locator(".tag-add").get_by_role("button", name="Add").click()
 
@@ -275,6 +286,9 @@ async def test_inline_tag_add_and_remove(web: Browsing, app_data: AppData) -> No
 
     await expect(chips).to_have_text(["morning"])
     await expect(page.locator("#status")).to_have_text("Tag removed: drinks.")
+    await row(page, "tea").get_by_role("link", name="Done").click()
+    await expect(row(page, "tea").locator(".memory-editor")).to_have_count(0)
+    await expect(chips).to_have_text(["morning"])
     assert await page.evaluate("window.__marker") == 1
     await page.reload()
     await expect(chips).to_have_text(["morning"])

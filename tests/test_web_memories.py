@@ -395,3 +395,39 @@ async def test_delete_then_undo_without_javascript(
     assert back.status_code == 303
     assert _keys(await visitor.get("/memories?namespace=facts")) == ["tea"]
     assert "Deleted" not in parse(await visitor.get("/memories")).select_one("#status").get_text()
+
+
+async def test_rows_open_their_editor_with_and_without_javascript(
+    session: AsyncSession, visitor: Visitor, ann: User
+) -> None:
+    tea = await make_memory(session, user=ann, key="tea", tags=["drink"], importance=0.25)
+    await make_memory(session, user=ann, key="cake")
+    await visitor.log_in("ann")
+    listing = parse(await visitor.get("/memories?namespace=facts"))
+    assert not listing.select(".memory-editor"), "rows start read-only"
+    facts = listing.select_one(f"#memory-{tea.id} .memory-facts")
+    assert facts.select_one(".importance").get_text() == "Importance 0.25"
+    edit = facts.select_one("a.edit-link")
+    assert edit["href"] == f"/memories?namespace=facts&edit={tea.id}#memory-{tea.id}"
+
+    plain = parse(await visitor.get(edit["href"].partition("#")[0]))
+    editors = plain.select(".memory-editor")
+    assert len(editors) == 1 and editors[0].find_parent("li")["id"] == f"memory-{tea.id}"
+    assert editors[0].select_one("input[name=next]")["value"] == (
+        f"/memories?namespace=facts&edit={tea.id}"
+    )
+    assert (
+        editors[0].select_one("a.done-link")["href"] == f"/memories?namespace=facts#memory-{tea.id}"
+    )
+
+    current = {"HX-Current-URL": "http://testserver/memories?namespace=facts"}
+    swapped = parse(await visitor.get(edit["hx-get"], htmx=True, **current))
+    assert swapped.select_one(".memory-editor input[name=importance]")["value"] == "0.25"
+    assert swapped.select_one("input[name=next]")["value"] == (
+        f"/memories?namespace=facts&edit={tea.id}"
+    )
+    closed = parse(await visitor.get(f"/memories/{tea.id}/row", htmx=True, **current))
+    assert closed.select_one(".memory-facts .importance").get_text() == "Importance 0.25"
+    assert closed.select_one(".memory-editor") is None
+    redirected = await visitor.get(f"/memories/{tea.id}/editor")
+    assert redirected.status_code == 303

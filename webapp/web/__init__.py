@@ -11,7 +11,7 @@ from itsdangerous import Signer
 from webapp.settings import HTMX_INTEGRITY, HTMX_URL, Settings
 from webapp.web import auth, memories, pages, trash
 from webapp.web.deps import LoginRequired
-from webapp.web.filters import url_with
+from webapp.web.filters import owner_links, url_with, with_edit, without_edit
 from webapp.web.render import is_htmx
 from webapp.web.security import BodyLimit, SecurityHeaders
 from webapp.web.templating import RoutePaths, install_template_helpers
@@ -23,6 +23,9 @@ def mount_admin_app(app: FastAPI, settings: Settings, secret_key: str) -> None:
     install_template_helpers(
         app.state.templates,
         url_with=url_with,
+        owner_links=owner_links,
+        with_edit=with_edit,
+        without_edit=without_edit,
         path_for=RoutePaths(app.url_path_for),
         htmx_url=HTMX_URL,
         htmx_integrity=HTMX_INTEGRITY,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Request
 from pydantic import ValidationError
@@ -88,3 +88,36 @@ def url_with(path: str, query: BrowseQuery, *, omit: tuple[str, ...] = (), **cha
     """path followed by the canonical query string of query with changes."""
     text = query_string(query, omit=omit, **changes)
     return f"{path}?{text}" if text else path
+
+
+EDIT_PARAMETER = "edit"
+"""The browser's `?edit=ID`: that row shows its editor (how Edit works without JavaScript)."""
+
+
+def with_edit(url: str, memory_id: int) -> str:
+    """url (a list page) with the row memory_id's editor open."""
+    return _set_edit(url, str(memory_id))
+
+
+def without_edit(url: str) -> str:
+    """url with no row's editor open."""
+    return _set_edit(url, None)
+
+
+def _set_edit(url: str, value: str | None) -> str:
+    path, _, query = url.partition("?")
+    pairs = [(name, item) for name, item in parse_qsl(query) if name != EDIT_PARAMETER]
+    if value is not None:
+        pairs.append((EDIT_PARAMETER, value))
+    return f"{path}?{urlencode(pairs)}" if pairs else path
+
+
+def editing_id(request: Request) -> int | None:
+    """The id of the row whose editor a list request asks to open, if any."""
+    value = request.query_params.get(EDIT_PARAMETER, "")
+    return int(value) if value.isdigit() else None
+
+
+def owner_links(list_path: str, owners: dict[int, str]) -> dict[int, str]:
+    """Each owner's list URL (`/memories?user=NAME`), made once per page, not once per row."""
+    return {user_id: f"{list_path}?{urlencode({'user': name})}" for user_id, name in owners.items()}

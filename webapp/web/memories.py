@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -30,7 +31,15 @@ from webapp.web.deps import (
     Visitor,
     safe_next,
 )
-from webapp.web.filters import describe_error, form_number, parse_filters, url_with
+from webapp.web.filters import (
+    describe_error,
+    editing_id,
+    form_number,
+    parse_filters,
+    url_with,
+    with_edit,
+    without_edit,
+)
 from webapp.web.render import is_htmx, redirect, render
 
 router = APIRouter()
@@ -58,7 +67,14 @@ async def list_memories(
     return render(
         request,
         "memories/list.html",
-        {"filters": parsed, "query": parsed.query, "page": page, "owners": owners, "here": here},
+        {
+            "filters": parsed,
+            "query": parsed.query,
+            "page": page,
+            "owners": owners,
+            "here": here,
+            "editing": editing_id(request),
+        },
         block="results",
         status_code=status,
         headers={"HX-Push-Url": here} if is_htmx(request) and parsed.error is None else None,
@@ -74,6 +90,49 @@ async def show_memory(
         db, principal=visitor.principal, memory_id=memory_id, include_deleted=True
     )
     return await _detail_page(request, db, memory)
+
+
+def _current_list(request: Request) -> str:
+    """The list page an htmx request came from (its HX-Current-URL), or /memories."""
+    current = urlsplit(request.headers.get("HX-Current-URL", ""))
+    path = current.path if current.path.startswith("/memories") else "/memories"
+    return safe_next(path + (f"?{current.query}" if current.query else ""))
+
+
+@router.get("/memories/{memory_id}/editor", name="edit_row")
+async def edit_row(
+    request: Request, memory_id: int, db: DatabaseDep, visitor: CurrentVisitor
+) -> Response:
+    """A row's editor (importance and tags), swapped in by its Edit button (htmx); the
+    list with ?edit=ID does the same without JavaScript."""
+    return_to = with_edit(_current_list(request), memory_id)
+    if not is_htmx(request):
+        return redirect(request, return_to)
+    memory = await get_memory(db, principal=visitor.principal, memory_id=memory_id)
+    return render(
+        request,
+        "memories/_editor.html",
+        {"memory": memory, "view": "row", "return_to": return_to},
+    )
+
+
+@router.get("/memories/{memory_id}/row", name="show_row")
+async def show_row(
+    request: Request, memory_id: int, db: DatabaseDep, visitor: CurrentVisitor
+) -> Response:
+    """A row as the list shows it, editor closed (the editor's Done button, htmx)."""
+    return_to = without_edit(_current_list(request))
+    if not is_htmx(request):
+        return redirect(request, return_to)
+    memory = await get_memory(
+        db, principal=visitor.principal, memory_id=memory_id, include_deleted=True
+    )
+    owners = await usernames(db, user_ids=[memory.user_id]) if visitor.user.is_admin else {}
+    return render(
+        request,
+        "memories/_row.html",
+        {"memory": memory, "owners": owners, "return_to": return_to},
+    )
 
 
 async def _detail_page(
