@@ -42,6 +42,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -690,8 +691,10 @@ def load(url: str, data: Path) -> None:
     print(f"  {summary} [{time.perf_counter() - start:.0f} s in all]", flush=True)
 
 
-def bench_sqlite(args: argparse.Namespace, data: Callable[[], Path]) -> dict[str, Any]:
-    """The given SQLite file, or a fresh one (removed afterwards unless --keep)."""
+@contextmanager
+def sqlite_database(args: argparse.Namespace, data: Callable[[], Path]) -> Iterator[Path]:
+    """The SQLite file of --sqlite-path, or a fresh loaded one (removed afterwards unless
+    --keep)."""
     path: Path = args.sqlite_path
     made: Path | None = None
     if path is None:
@@ -703,13 +706,19 @@ def bench_sqlite(args: argparse.Namespace, data: Callable[[], Path]) -> dict[str
     elif not path.exists():
         raise BenchError(f"no such file: {path}")
     try:
-        url = f"sqlite+aiosqlite:///{path.resolve()}"
-        return asyncio.run(run_queries("sqlite", url, RawSqlite(path), args))
+        yield path
     finally:
         if made is not None and args.keep:
             print(f"kept the SQLite database: --sqlite-path {path}")
         elif made is not None:
             shutil.rmtree(made, ignore_errors=True)
+
+
+def bench_sqlite(args: argparse.Namespace, data: Callable[[], Path]) -> dict[str, Any]:
+    """The given SQLite file, or a fresh one (removed afterwards unless --keep)."""
+    with sqlite_database(args, data) as path:
+        url = f"sqlite+aiosqlite:///{path.resolve()}"
+        return asyncio.run(run_queries("sqlite", url, RawSqlite(path), args))
 
 
 async def pg_admin(admin_url: str, statement: str) -> None:
@@ -727,11 +736,13 @@ async def pg_run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     return await run_queries("postgresql", url, raw, args)
 
 
-def bench_postgres(args: argparse.Namespace, data: Callable[[], Path]) -> dict[str, Any]:
-    """The given PostgreSQL database, or a fresh one (dropped afterwards unless --keep)."""
+@contextmanager
+def postgres_database(args: argparse.Namespace, data: Callable[[], Path]) -> Iterator[str]:
+    """The database of --postgres-url, or a fresh loaded one (dropped afterwards unless
+    --keep), as a postgresql+asyncpg:// URL."""
     if args.postgres_url:
-        url = args.postgres_url.replace("postgresql://", "postgresql+asyncpg://", 1)
-        return asyncio.run(pg_run(url, args))
+        yield args.postgres_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+        return
     name = f"ma_bench_q_{uuid.uuid4().hex[:8]}"
     url = args.postgres_admin_url.rsplit("/", 1)[0] + "/" + name
     source = data()
@@ -739,12 +750,40 @@ def bench_postgres(args: argparse.Namespace, data: Callable[[], Path]) -> dict[s
     try:
         print(f"postgresql: loading database {name} ...", flush=True)
         load(url, source)
-        return asyncio.run(pg_run(url, args))
+        yield url
     finally:
         if args.keep:
             print(f"kept the PostgreSQL database: --postgres-url {url}")
         else:
             asyncio.run(pg_admin(args.postgres_admin_url, f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+def bench_postgres(args: argparse.Namespace, data: Callable[[], Path]) -> dict[str, Any]:
+    """The given PostgreSQL database, or a fresh one (dropped afterwards unless --keep)."""
+    with postgres_database(args, data) as url:
+        return asyncio.run(pg_run(url, args))
+
+
+def dataset(args: argparse.Namespace, tmp: Path) -> Callable[[], Path]:
+    """A function giving the JSON Lines to load: --file, or --rows generated once into tmp."""
+    generated: list[Path] = []
+
+    def data() -> Path:
+        """The file to load (generated on first use)."""
+        if args.file is not None:
+            return Path(args.file)
+        if not generated:
+            generated.append(tmp / "memories.jsonl")
+            print(f"generating {args.rows:,} rows with {GEN.name} ...", flush=True)
+            with generated[0].open("wb") as out:
+                subprocess.run(
+                    [sys.executable, str(GEN), "--memories", str(args.rows)],
+                    stdout=out,
+                    check=True,
+                )
+        return generated[0]
+
+    return data
 
 
 def main() -> None:
@@ -773,22 +812,7 @@ def main() -> None:
         parser.error("--runs must be at least 1 and --warmup at least 0")
 
     with tempfile.TemporaryDirectory(prefix="ma-bench-") as tmp:
-        generated: list[Path] = []
-
-        def data() -> Path:
-            if args.file is not None:
-                return Path(args.file)
-            if not generated:
-                generated.append(Path(tmp) / "memories.jsonl")
-                print(f"generating {args.rows:,} rows with {GEN.name} ...", flush=True)
-                with generated[0].open("wb") as out:
-                    subprocess.run(
-                        [sys.executable, str(GEN), "--memories", str(args.rows)],
-                        stdout=out,
-                        check=True,
-                    )
-            return generated[0]
-
+        data = dataset(args, Path(tmp))
         results = []
         for name, bench in (("sqlite", bench_sqlite), ("postgresql", bench_postgres)):
             if args.db not in (name, "both"):

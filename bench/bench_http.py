@@ -1,0 +1,873 @@
+#!/usr/bin/env python3
+"""Latency and throughput of the admin app over HTTP, through uvicorn, against a raw-SQL floor.
+
+For each database (a SQLite file, a PostgreSQL database; loaded as bench_queries.py loads
+them, or reused with --sqlite-path / --postgres-url) it creates an admin user, starts
+`uvicorn webapp.main:create_app --factory --workers 1` as a subprocess, logs in over HTTP
+like a browser (login CSRF cookie, then the session cookie) and times, with httpx and
+keep-alive, the pages that serve bench_queries.py's queries with the same parameters:
+
+    Q1 /memories                            full page and htmx partial (HX-Request)
+    Q2 /memories?user=U&sort=-importance    full page and partial
+    Q3 /memories?user=U&namespace=NS        full page and partial
+    Q4 /memories?q=WORD                     full page and partial
+    Q5 /memories?tag=TAG                    full page and partial
+    Q6 page 200 of Q1 (rel="next" x 199)    full page and partial
+    Q7 /trash?user=U                        full page and partial
+    Q8 /memories/ID                         the detail page
+    W1 POST /memories/ID/importance         a plain form post (303) and an htmx post (200)
+
+Each request is set against bench_queries.py's raw-SQL floor for the same rows (sqlite3 or
+asyncpg in this process), timed alternately in the same run. Then it measures throughput:
+Q2's partial from 4 concurrent keep-alive clients for 10 s (wrk when installed, and async
+httpx), with the CPU used by the server and by the client. It prints a Markdown table per
+database with PASS/FAIL against the targets, never failing the exit status for a miss.
+Not a test: numbers vary with the machine's load.
+
+    python bench/bench_http.py --rows 20000 --runs 10                # quick try
+    python bench/bench_http.py --file /tmp/m1m.jsonl --keep --json   # 1M rows, kept
+    python bench/bench_http.py --sqlite-path PATH --postgres-url URL # reuse loaded databases
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import html
+import itertools
+import os
+import re
+import resource
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psutil
+from bench_queries import (
+    DEFAULT_PG,
+    DEPTH,
+    DEPTH_RATIO,
+    HEAVY_USER,
+    PAGE,
+    REPO,
+    BenchError,
+    Case,
+    Fetch,
+    Params,
+    Raw,
+    RawPostgres,
+    RawSqlite,
+    Side,
+    alternating,
+    choose_params,
+    dataset,
+    describe,
+    postgres_database,
+    sqlite_database,
+    timed,
+)
+from bench_queries import Bench as ServiceBench
+
+from webapp.db import Database, create_engine
+from webapp.settings import Settings
+
+RESULTS = REPO / "bench" / "results"
+AUTO = Path("auto")  # --json without a file name: a timestamped file under RESULTS
+ADMIN = "benchadmin"
+PASSWORD = "bench-http-password"  # a throwaway database's admin; reused runs log in with it
+LIST_P95_MS = 30.0
+ONE_P95_MS = 10.0
+THROUGHPUT_RPS = 250.0
+# The issue's p95 on SQLite, 1M rows, for the best of SQLAdmin / starlette-admin / Django
+# admin per query (ms), and their best Q2 throughput.
+OTHERS_P95_MS = {"Q1": 865, "Q2": 161, "Q4": 494, "Q5": 1100, "Q6": 3200, "Q8": 11, "W1": 18}
+OTHERS_RPS = 7
+HX = {"HX-Request": "true"}
+IDS = re.compile(r'data-memory-id="(\d+)"|<tr id="trash-(\d+)"')
+NEXT = re.compile(r'<a rel="next" href="([^"]+)"')
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+SESSION_CSRF = re.compile(r"hx-headers='\{\"X-CSRF-Token\": \"([^\"]+)\"\}'")
+IMPORTANCE_FORM = re.compile(
+    r'<form class="importance-form".*?name="version" value="(\d+)".*?name="importance"'
+    r'[^>]*?value="([0-9.]+)"',
+    re.S,
+)
+WRK_LUA = """
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) ok = 0; other = 0 end
+function response(status, headers, body)
+  if status == 200 then ok = ok + 1 else other = other + 1 end
+end
+function done(summary, latency, requests)
+  local o, x = 0, 0
+  for _, t in ipairs(threads) do o = o + t:get("ok"); x = x + t:get("other") end
+  io.write(string.format("BENCH ok=%d other=%d\\n", o, x))
+end
+"""
+
+
+# --- the server --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_env(url: str, secret: str) -> dict[str, str]:
+    """The environment of the app and of memory-admin for the database at url."""
+    return {**os.environ, "DATABASE_URL": url, "SECRET_KEY": secret}
+
+
+def create_admin(env: dict[str, str]) -> None:
+    """`memory-admin createuser benchadmin --admin` (a reused database may already have it)."""
+    exe = Path(sys.executable).with_name("memory-admin")
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "webapp.cli"]
+    proc = subprocess.run(
+        [*command, "createuser", ADMIN, "--admin", "--password-stdin"],
+        env=env,
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0 and "exist" not in proc.stderr.lower():
+        raise BenchError(f"memory-admin createuser failed: {proc.stderr.strip()}")
+
+
+@dataclass
+class Server:
+    """A running uvicorn with one worker, and where its log goes."""
+
+    proc: subprocess.Popen[bytes]
+    base_url: str
+    log: Path
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the server (and any child) has used so far."""
+        process = psutil.Process(self.proc.pid)
+        total = 0.0
+        for each in [process, *process.children(recursive=True)]:
+            times = each.cpu_times()
+            total += times.user + times.system
+        return total
+
+    def log_problems(self) -> list[str]:
+        """Lines of the server's log that report errors (tracebacks, 5xx)."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return [line for line in text.splitlines() if re.search(r"Traceback|ERROR|Exception", line)]
+
+
+@contextmanager
+def running_server(url: str, secret: str, port: int, log_dir: Path) -> Iterator[Server]:
+    """Start uvicorn on url's database, wait until /healthz answers, stop it afterwards."""
+    log = log_dir / f"uvicorn-{port}.log"
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "webapp.main:create_app",
+        "--factory",
+        "--workers",
+        "1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command, env=server_env(url, secret), cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+        )
+    server = Server(proc, f"http://127.0.0.1:{port}", log)
+    try:
+        wait_ready(server)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_ready(server: Server, timeout: float = 60.0) -> None:
+    """Poll /healthz until it answers 200; BenchError with the log if the server dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            tail = server.log.read_text(errors="replace")[-2000:]
+            raise BenchError(f"uvicorn exited with {server.proc.returncode}:\n{tail}")
+        try:
+            if httpx.get(server.base_url + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise BenchError(f"uvicorn did not answer /healthz within {timeout:.0f} s")
+
+
+# --- the client --------------------------------------------------------------------------
+
+
+def new_client(base_url: str, cookies: httpx.Cookies | None = None) -> httpx.AsyncClient:
+    """A keep-alive client that asks for HTML and does not follow redirects."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers={"Accept": "text/html"},
+        cookies=cookies,
+        follow_redirects=False,
+        timeout=30.0,
+    )
+
+
+def expect(response: httpx.Response, status: int) -> httpx.Response:
+    """response, if its status is the expected one; else an error naming what came."""
+    if response.status_code != status:
+        where = response.headers.get("location", "")
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url.path} gave "
+            f"{response.status_code} {where}, not {status}"
+        )
+    return response
+
+
+async def log_in(client: httpx.AsyncClient) -> str:
+    """Log in as the bench admin like a browser; the session's CSRF token."""
+    form = expect(await client.get("/login"), 200)
+    token = CSRF_INPUT.search(form.text)
+    if token is None:
+        raise BenchError("no csrf_token on /login")
+    data = {
+        "username": ADMIN,
+        "password": PASSWORD,
+        "csrf_token": html.unescape(token.group(1)),
+        "next": "/",
+    }
+    expect(await client.post("/login", data=data), 303)
+    if "ma_session" not in client.cookies:
+        raise BenchError("POST /login set no ma_session cookie")
+    page = expect(await client.get("/memories"), 200)
+    found = SESSION_CSRF.search(page.text)
+    if found is None:
+        raise BenchError("no X-CSRF-Token in <body hx-headers> after logging in")
+    return html.unescape(found.group(1))
+
+
+def page_ids(text: str) -> list[int]:
+    """The memory ids a list or Trash page shows, in order."""
+    return [int(a or b) for a, b in IDS.findall(text)]
+
+
+async def page_url(client: httpx.AsyncClient, start: str, depth: int) -> tuple[str, int]:
+    """The URL reached from start by following rel="next" depth times, and how many it took."""
+    url, followed = start, 0
+    for _ in range(depth):
+        found = NEXT.search(expect(await client.get(url), 200).text)
+        if found is None:
+            break
+        url, followed = html.unescape(found.group(1)), followed + 1
+    return url, followed
+
+
+# --- what is timed -----------------------------------------------------------------------
+
+
+@dataclass
+class Variant:
+    """One way of asking for a query over HTTP (full page, partial, post), and its timings."""
+
+    what: str
+    target_ms: float
+    fetch: Fetch
+    side: Side = field(default_factory=Side)
+    sizes: list[int] = field(default_factory=list)
+    ids_match: bool | None = None
+
+
+@dataclass
+class Probe:
+    """One query: its HTTP variants, and bench_queries.py's floor for the same rows."""
+
+    name: str
+    label: str
+    variants: list[Variant]
+    floor: Fetch
+    floor_side: Side = field(default_factory=Side)
+    check_ids: bool = True
+    editor: Editor | None = None
+
+
+def get_fetch(
+    client: httpx.AsyncClient, urls: Iterator[str], headers: dict[str, str], sizes: list[int]
+) -> Fetch:
+    """A Fetch that GETs the next URL (200 expected) and returns the memory ids it shows."""
+
+    async def fetch() -> list[int]:
+        """GET the next URL; the ids it shows."""
+        response = expect(await client.get(next(urls), headers=headers), 200)
+        sizes.append(len(response.content))
+        return page_ids(response.text)
+
+    return fetch
+
+
+def list_probe(client: httpx.AsyncClient, case: Case, url: str, label: str | None = None) -> Probe:
+    """A list query: the full page and the htmx partial of url, against case's floor."""
+    variants = []
+    for what, headers in (("full page", {}), ("htmx partial", HX)):
+        sizes: list[int] = []
+        fetch = get_fetch(client, itertools.repeat(url), headers, sizes)
+        variants.append(Variant(what, LIST_P95_MS, fetch, sizes=sizes))
+    return Probe(case.name, label or case.label, variants, case.floor)
+
+
+def detail_probe(client: httpx.AsyncClient, case: Case, ids: list[int]) -> Probe:
+    """Q8: the detail page of a different memory each run (the floor's ids, in step)."""
+    sizes: list[int] = []
+    urls = (f"/memories/{memory_id}" for memory_id in itertools.cycle(ids))
+    base = get_fetch(client, urls, {}, sizes)
+    variant = Variant("detail page", ONE_P95_MS, base, sizes=sizes)
+    return Probe("Q8", case.label, [variant], case.floor, check_ids=False)
+
+
+@dataclass
+class Editor:
+    """The importance edits of one memory: its version as the bench tracks it."""
+
+    client: httpx.AsyncClient
+    memory_id: int
+    csrf: str
+    version: int
+    values: Iterator[float]
+    posts: int = 0
+
+    async def post(self, *, htmx: bool) -> list[int]:
+        """Set the next importance with a form post: 303 plain, 200 with HX-Request."""
+        data = {
+            "importance": f"{next(self.values):.2f}",
+            "version": str(self.version),
+            "csrf_token": self.csrf,
+            "next": "/memories",
+            "view": "row",
+        }
+        headers = {**HX, "X-CSRF-Token": self.csrf} if htmx else {}
+        response = await self.client.post(
+            f"/memories/{self.memory_id}/importance", data=data, headers=headers
+        )
+        expect(response, 200 if htmx else 303)
+        # A browser would follow the redirect and show (and drop) the flash message.
+        self.client.cookies.delete("ma_flash")
+        self.version += 1
+        self.posts += 1
+        return []
+
+
+async def write_probe(client: httpx.AsyncClient, case: Case, memory_id: int, csrf: str) -> Probe:
+    """W1: importance edits as a plain form post and as an htmx post, alternating values."""
+    detail = expect(await client.get(f"/memories/{memory_id}"), 200)
+    found = IMPORTANCE_FORM.search(detail.text)
+    if found is None:
+        raise BenchError(f"no importance form with a version on /memories/{memory_id}")
+    version, importance = int(found.group(1)), float(found.group(2))
+    editor = Editor(client, memory_id, csrf, version, alternating(importance))
+
+    async def plain() -> list[int]:
+        """One plain form post."""
+        return await editor.post(htmx=False)
+
+    async def htmx() -> list[int]:
+        """One htmx post."""
+        return await editor.post(htmx=True)
+
+    variants = [
+        Variant("form post (303)", ONE_P95_MS, plain),
+        Variant("htmx post (200)", ONE_P95_MS, htmx),
+    ]
+    return Probe("W1", case.label, variants, case.floor, check_ids=False, editor=editor)
+
+
+async def measure(probe: Probe, *, runs: int, warmup: int) -> None:
+    """Warm up, then time every variant and the floor alternately, runs times each."""
+    for i in range(warmup + runs):
+        for variant in probe.variants:
+            await timed(variant.fetch, variant.side, record=i >= warmup)
+        await timed(probe.floor, probe.floor_side, record=i >= warmup)
+    floor = probe.floor_side.ids
+    if not probe.check_ids or floor is None:
+        return
+    for variant in probe.variants:
+        if variant.side.ids is None:
+            continue
+        variant.ids_match = variant.side.ids == floor
+        if not variant.ids_match:
+            print(
+                f"  WARNING {probe.name} {variant.what}: the page and the floor show different"
+                f" rows (first ids {variant.side.ids[:3]} vs {floor[:3]})",
+                flush=True,
+            )
+
+
+# --- throughput --------------------------------------------------------------------------
+
+
+def children_cpu() -> float:
+    """CPU seconds used so far by this process's finished, waited-for children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wrk_throughput(
+    server: Server, url: str, cookie: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Run wrk on url (HX-Request, the session cookie) and count the 200s it got."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_LUA)
+    command = [
+        "wrk",
+        f"-t{min(2, args.concurrency)}",
+        f"-c{args.concurrency}",
+        f"-d{args.duration}s",
+        "--latency",
+        "-s",
+        script.name,
+        "-H",
+        "HX-Request: true",
+        "-H",
+        "Accept: text/html",
+        "-H",
+        f"Cookie: ma_session={cookie}",
+        server.base_url + url,
+    ]
+    cpu_before, server_before = children_cpu(), server.cpu_seconds()
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, check=True)
+    finally:
+        os.unlink(script.name)
+    wall = time.perf_counter() - start
+    client_cpu, server_cpu = children_cpu() - cpu_before, server.cpu_seconds() - server_before
+    out = proc.stdout
+    counts = re.search(r"BENCH ok=(\d+) other=(\d+)", out)
+    took = re.search(r"requests in ([\d.]+)(ms|s|m)\b", out)
+    seconds = float(took.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[took.group(2)] if took else wall
+    ok, other = (int(counts.group(1)), int(counts.group(2))) if counts else (0, 0)
+    latency = {
+        f"p{p}": wrk_ms(value, unit)
+        for p, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)", out, re.M)
+    }
+    return {
+        "client": "wrk",
+        "seconds": seconds,
+        "ok": ok,
+        "other": other,
+        "rps": ok / seconds,
+        "latency_ms": latency,
+        "client_cpu": client_cpu / wall,
+        "server_cpu": server_cpu / wall,
+        "server_cpu_ms_per_request": server_cpu * 1000 / max(1, ok + other),
+    }
+
+
+def wrk_ms(value: str, unit: str) -> float:
+    """A wrk latency (us, ms or s) in ms."""
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+async def httpx_throughput(
+    server: Server, url: str, cookies: httpx.Cookies, args: argparse.Namespace
+) -> dict[str, Any]:
+    """args.concurrency async httpx clients on url (HX-Request) for args.duration seconds."""
+    ok = other = 0
+    times: list[float] = []
+
+    async def worker(deadline: float) -> None:
+        """GET url over one keep-alive connection until deadline."""
+        nonlocal ok, other
+        async with new_client(server.base_url, httpx.Cookies(cookies)) as client:
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                response = await client.get(url, headers=HX)
+                times.append((time.perf_counter() - start) * 1000)
+                if response.status_code == 200:
+                    ok += 1
+                else:
+                    other += 1
+
+    cpu_before, server_before = time.process_time(), server.cpu_seconds()
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(start + args.duration) for _ in range(args.concurrency)))
+    wall = time.perf_counter() - start
+    server_cpu = server.cpu_seconds() - server_before
+    ordered = sorted(times)
+    return {
+        "client": "httpx",
+        "seconds": wall,
+        "ok": ok,
+        "other": other,
+        "rps": ok / wall,
+        "latency_ms": {
+            f"p{p}": ordered[min(len(ordered) - 1, len(ordered) * p // 100)] for p in (50, 99)
+        }
+        if ordered
+        else {},
+        "client_cpu": (time.process_time() - cpu_before) / wall,
+        "server_cpu": server_cpu / wall,
+        "server_cpu_ms_per_request": server_cpu * 1000 / max(1, ok + other),
+    }
+
+
+# --- one database ------------------------------------------------------------------------
+
+
+async def run_http(
+    name: str, url: str, raw: Raw, server: Server, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Log in, build the probes from bench_queries.py's cases, time them, then throughput."""
+    engine = create_engine(Settings(database_url=url, secret_key="bench"))
+    load_before = os.getloadavg()[0]
+    try:
+        params = await choose_params(raw, args.warmup + args.runs)
+        print(
+            f"{name}: {params.rows:,} memories; {HEAVY_USER}, namespace {params.namespace!r}, "
+            f"word {params.word!r} ({params.word_share:.1%}), tag {params.tag!r} "
+            f"({params.tag_share:.1%}); server {server.base_url}",
+            flush=True,
+        )
+        cases = {
+            case.name: case for case in await ServiceBench(Database(engine), raw, params).cases()
+        }
+        async with new_client(server.base_url) as client:
+            csrf = await log_in(client)
+            probes = await build_probes(client, cases, params, csrf)
+            for probe in probes:
+                await measure(probe, runs=args.runs, warmup=args.warmup)
+                for cells in probe_rows(probe):
+                    print("  " + " | ".join(cells), flush=True)
+            await check_version(client, probes[-1])
+            throughput = await measure_throughput(server, client, probes[1], args)
+    finally:
+        await raw.close()
+        await engine.dispose()
+    problems = server.log_problems()
+    if problems:
+        print(f"  WARNING the server logged {len(problems)} error lines, e.g. {problems[0]}")
+    return {
+        "db": name,
+        "rows": params.rows,
+        "load_average": [load_before, os.getloadavg()[0]],
+        "user": HEAVY_USER,
+        "namespace": params.namespace,
+        "word": params.word,
+        "tag": params.tag,
+        "probes": [probe_json(probe) for probe in probes],
+        "throughput": throughput,
+        "server_log_errors": problems[:20],
+    }
+
+
+async def build_probes(
+    client: httpx.AsyncClient, cases: dict[str, Case], params: Params, csrf: str
+) -> list[Probe]:
+    """Every HTTP probe, in bench_queries.py's order (the write last: it reorders Q1)."""
+    heavy = f"user={HEAVY_USER}"
+    deep_url, followed = await page_url(client, "/memories", DEPTH)
+    print(f"  page {followed + 1} of /memories reached by {followed} rel=next links", flush=True)
+    probes = [
+        list_probe(client, cases["Q1"], "/memories"),
+        list_probe(client, cases["Q2"], f"/memories?{heavy}&sort=-importance"),
+        list_probe(client, cases["Q3"], f"/memories?{heavy}&namespace={params.namespace}"),
+        list_probe(client, cases["Q4"], f"/memories?q={params.word}"),
+        list_probe(client, cases["Q5"], f"/memories?tag={params.tag}"),
+        list_probe(client, cases["Q6"], deep_url, f"Q6 Q1 at page {followed + 1} (rel=next)"),
+        list_probe(client, cases["Q7"], f"/trash?{heavy}", f"Q7 {HEAVY_USER} Trash (/trash)"),
+        detail_probe(client, cases["Q8"], params.get_ids),
+        await write_probe(client, cases["W1"], params.write_ids[0], csrf),
+    ]
+    return probes
+
+
+async def check_version(client: httpx.AsyncClient, probe: Probe) -> None:
+    """After W1, the memory's version must be where the bench's count of edits puts it."""
+    editor = probe.editor
+    if editor is None:
+        return
+    detail = expect(await client.get(f"/memories/{editor.memory_id}"), 200)
+    found = IMPORTANCE_FORM.search(detail.text)
+    shown = int(found.group(1)) if found else None
+    if shown != editor.version:
+        print(
+            f"  WARNING W1: memory {editor.memory_id} is at version {shown} after "
+            f"{editor.posts} edits, expected {editor.version}",
+            flush=True,
+        )
+
+
+async def measure_throughput(
+    server: Server, client: httpx.AsyncClient, q2: Probe, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Q2's partial under args.concurrency keep-alive clients: wrk if installed, and httpx."""
+    url = f"/memories?user={HEAVY_USER}&sort=-importance"
+    expect(await client.get(url, headers=HX), 200)
+    results = []
+    if shutil.which("wrk"):
+        cookie = client.cookies["ma_session"]
+        results.append(await asyncio.to_thread(wrk_throughput, server, url, cookie, args))
+    results.append(await httpx_throughput(server, url, client.cookies, args))
+    for result in results:
+        print("  " + throughput_line(result), flush=True)
+    return results
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def _ms(value: float | None) -> str:
+    """A time in ms with one decimal, or - for none."""
+    return "-" if value is None else f"{value:.1f}"
+
+
+def probe_rows(probe: Probe) -> list[list[str]]:
+    """The table's cells for each variant of a probe."""
+    floor = probe.floor_side.p95
+    rows = []
+    for variant in probe.variants:
+        side = variant.side
+        if side.error is not None:
+            error = "error: " + side.error.replace("|", "\\|")
+            verdict = [error, "-", _ms(floor), "-", f"< {variant.target_ms:.0f}", "FAIL"]
+        else:
+            p95 = side.p95
+            ratio = f"{p95 / floor:.0f}x" if p95 is not None and floor else "-"
+            passed = p95 is not None and p95 < variant.target_ms
+            verdict = [
+                _ms(side.median),
+                _ms(p95),
+                _ms(floor) if probe.floor_side.error is None else "error",
+                ratio,
+                f"< {variant.target_ms:.0f}",
+                "PASS" if passed else "FAIL",
+            ]
+        size = f"{statistics.median(variant.sizes) / 1024:.0f}" if variant.sizes else "-"
+        rows.append([probe.label, variant.what, *verdict, size])
+    return rows
+
+
+def throughput_line(result: dict[str, Any]) -> str:
+    """One throughput run as a sentence, with PASS/FAIL against the target."""
+    verdict = "PASS" if result["rps"] >= THROUGHPUT_RPS else "FAIL"
+    latency = ", ".join(f"{k} {v:.1f} ms" for k, v in result["latency_ms"].items())
+    return (
+        f"Q2 partial, {result['client']}: {result['rps']:.0f} requests/s "
+        f"({result['ok']:,} x 200, {result['other']} other in {result['seconds']:.1f} s; "
+        f"{latency}); server CPU {result['server_cpu']:.0%} of a core "
+        f"({result['server_cpu_ms_per_request']:.1f} ms a request), client CPU "
+        f"{result['client_cpu']:.0%}; target >= {THROUGHPUT_RPS:.0f}/s: {verdict}"
+    )
+
+
+def probe_json(probe: Probe) -> dict[str, Any]:
+    """One probe's raw numbers for --json."""
+    floor = probe.floor_side
+    return {
+        "name": probe.name,
+        "label": probe.label,
+        "floor": {
+            "median_ms": floor.median,
+            "p95_ms": floor.p95,
+            "error": floor.error,
+            "times_ms": floor.times_ms,
+        },
+        "variants": [
+            {
+                "what": v.what,
+                "cells": cells,
+                "target_ms": v.target_ms,
+                "median_ms": v.side.median,
+                "p95_ms": v.side.p95,
+                "error": v.side.error,
+                "ids_match": v.ids_match,
+                "body_bytes": statistics.median(v.sizes) if v.sizes else None,
+                "times_ms": v.side.times_ms,
+            }
+            for v, cells in zip(probe.variants, probe_rows(probe), strict=True)
+        ],
+    }
+
+
+def p95_of(result: dict[str, Any], name: str, what: str) -> float | None:
+    """The p95 of one probe's variant in a database's result."""
+    for probe in result["probes"]:
+        for variant in probe["variants"]:
+            if probe["name"] == name and variant["what"] == what:
+                p95: float | None = variant["p95_ms"]
+                return p95
+    return None
+
+
+def print_report(results: list[dict[str, Any]]) -> None:
+    """A Markdown table per database, the depth ratios and throughput, then for scale."""
+    for result in results:
+        before, after = result["load_average"]
+        print(f"\n### {result['db']} ({result['rows']:,} memories)\n")
+        print(f"1-minute load average {before:.1f} before, {after:.1f} after (2 cores)\n")
+        print(
+            "| query | what | median ms | p95 ms | raw-SQL floor p95 ms | p95 / floor "
+            "| target p95 ms | result | body KB |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|---|---:|")
+        for probe in result["probes"]:
+            for variant in probe["variants"]:
+                cells = variant["cells"]
+                print("| " + " | ".join(cells) + " |")
+        print()
+        for what in ("full page", "htmx partial"):
+            q1, q6 = p95_of(result, "Q1", what), p95_of(result, "Q6", what)
+            if q1 and q6 is not None:
+                ratio = round(q6 / q1, 2)  # judged as shown
+                verdict = "PASS" if ratio <= DEPTH_RATIO else "FAIL"
+                print(
+                    f"- page 200 vs page 1, {what}: p95 {q6:.1f} / {q1:.1f} ms = "
+                    f"{ratio:.2f}x (target <= {DEPTH_RATIO}x): {verdict}"
+                )
+        for run in result["throughput"]:
+            print(f"- {throughput_line(run)}")
+    by_db = {result["db"]: result for result in results}
+    print("\n### For scale: best of SQLAdmin / starlette-admin / Django admin (SQLite, p95)\n")
+    print("| query | others p95 ms | ours SQLite full page p95 | ours PostgreSQL full page p95 |")
+    print("|---|---:|---:|---:|")
+    for name, theirs in OTHERS_P95_MS.items():
+        what = {"Q8": "detail page", "W1": "form post (303)"}.get(name, "full page")
+        ours = [
+            _ms(p95_of(by_db[db], name, what)) if db in by_db else "-"
+            for db in ("sqlite", "postgresql")
+        ]
+        print(f"| {name} | {theirs:,} | {ours[0]} | {ours[1]} |")
+    rps = [
+        f"{db} {max(run['rps'] for run in by_db[db]['throughput']):.0f}/s"
+        for db in ("sqlite", "postgresql")
+        if db in by_db and by_db[db]["throughput"]
+    ]
+    print(f"\nQ2 throughput: others at most {OTHERS_RPS}/s; ours {', '.join(rps)}")
+
+
+# --- main --------------------------------------------------------------------------------
+
+
+def bench_database(
+    name: str,
+    url: str,
+    raw_factory: Callable[[], Awaitable[Raw]],
+    args: argparse.Namespace,
+    log_dir: Path,
+) -> dict[str, Any]:
+    """Create the admin, start the server on url's database, and time everything."""
+    secret = secrets.token_urlsafe(32)
+    create_admin(server_env(url, secret))
+    with running_server(url, secret, args.port or free_port(), log_dir) as server:
+
+        async def go() -> dict[str, Any]:
+            """Connect the floor's driver and run everything in one event loop."""
+            return await run_http(name, url, await raw_factory(), server, args)
+
+        result = asyncio.run(go())
+    return result
+
+
+def main() -> None:
+    """Parse the options, get the databases, run the server on each, print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=["sqlite", "postgresql"], help="one database only")
+    parser.add_argument("--file", type=Path, help="JSON Lines to import (default: generate)")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows to generate")
+    parser.add_argument("--sqlite-path", type=Path, help="a loaded SQLite file to reuse")
+    parser.add_argument("--postgres-url", help="a loaded PostgreSQL database to reuse")
+    parser.add_argument(
+        "--postgres-admin-url",
+        default=os.environ.get("TEST_POSTGRES_URL", DEFAULT_PG),
+        help="the server to create a fresh database on (default: TEST_POSTGRES_URL or %(default)s)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the databases this run made")
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per request")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")
+    parser.add_argument("--duration", type=int, default=10, help="seconds of the throughput run")
+    parser.add_argument("--concurrency", type=int, default=4, help="clients in the throughput run")
+    parser.add_argument("--port", type=int, help="the server's port (default: a free one)")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        nargs="?",
+        const=AUTO,
+        metavar="OUT",
+        help="also write the numbers (default file: bench/results/http-<time>.json)",
+    )
+    args = parser.parse_args()
+    if args.runs < 1 or args.warmup < 0 or args.duration < 1 or args.concurrency < 1:
+        parser.error("--runs, --duration and --concurrency must be at least 1, --warmup 0")
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="ma-bench-http-") as tmp:
+        data = dataset(args, Path(tmp))
+        for name in ("sqlite", "postgresql"):
+            if args.only not in (None, name):
+                continue
+            try:
+                results.append(one_database(name, args, data, Path(tmp)))
+            except Exception as exc:  # report it and go on with the other database
+                print(f"{name}: {describe(exc)}", file=sys.stderr, flush=True)
+
+    print_report(results)
+    if args.json is not None:
+        out = args.json
+        if out == AUTO:
+            stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+            out = RESULTS / f"http-{stamp}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"runs": args.runs, "warmup": args.warmup, "page": PAGE}
+        out.write_bytes(orjson.dumps({**meta, "databases": results}, option=orjson.OPT_INDENT_2))
+        print(f"\nwrote {out}")
+    if not results:
+        raise SystemExit(1)
+
+
+def one_database(
+    name: str, args: argparse.Namespace, data: Callable[[], Path], tmp: Path
+) -> dict[str, Any]:
+    """Get the database (reused or loaded) and bench the app on it."""
+    if name == "sqlite":
+        with sqlite_database(args, data) as path:
+            url = f"sqlite+aiosqlite:///{path.resolve()}"
+
+            async def sqlite_raw() -> Raw:
+                """The floor's sqlite3 connection."""
+                return RawSqlite(path)
+
+            return bench_database(name, url, sqlite_raw, args, tmp)
+    with postgres_database(args, data) as url:
+
+        async def postgres_raw() -> Raw:
+            """The floor's asyncpg connection."""
+            return await RawPostgres.connect(url.replace("+asyncpg", ""))
+
+        return bench_database(name, url, postgres_raw, args, tmp)
+
+
+if __name__ == "__main__":
+    main()
