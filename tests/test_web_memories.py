@@ -431,3 +431,19 @@ async def test_rows_open_their_editor_with_and_without_javascript(
     assert closed.select_one(".memory-editor") is None
     redirected = await visitor.get(f"/memories/{tea.id}/editor")
     assert redirected.status_code == 303
+
+
+async def test_a_refused_plain_edit_keeps_leading_back_to_the_list(
+    session: AsyncSession, visitor: Visitor, ann: User
+) -> None:
+    memory = await make_memory(session, user=ann, key="tea")
+    await visitor.log_in("ann")
+    back = f"/memories?namespace=facts&edit={memory.id}"
+    refused = await visitor.post(
+        f"/memories/{memory.id}/importance", {"importance": "2", "version": "1", "next": back}
+    )
+    assert refused.status_code == 422
+    form = parse(refused).select_one(".importance-form")
+    assert form.select_one("input[name=next]")["value"] == back
+    saved = await visitor.post(form["action"], {"importance": "0.9", "version": "1", "next": back})
+    assert saved.status_code == 303 and saved.headers["location"] == back

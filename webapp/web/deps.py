@@ -181,7 +181,7 @@ def safe_next(target: str | None) -> str:
         return "/"
     if any(ch in target for ch in "\r\n\t") or "\\" in target:
         return "/"
-    return quote(target, safe="/?&=%:+,;@!$'()*~.-_")
+    return quote(target, safe="/?&=%:+,;@!$'()*~.-_#")
 
 
 CurrentVisitor = Annotated[Visitor, Depends(current_visitor)]

@@ -136,16 +136,24 @@ async def show_row(
 
 
 async def _detail_page(
-    request: Request, db: Database, memory: LongTermMemory, *, status: int = 200, **editor: Any
+    request: Request,
+    db: Database,
+    memory: LongTermMemory,
+    *,
+    status: int = 200,
+    return_to: str | None = None,
+    **editor: Any,
 ) -> Response:
+    """The detail page; return_to is where its edit forms lead back to (itself by default)."""
     owners = await usernames(db, user_ids=[memory.user_id])
+    own_path = request.app.url_path_for("show_memory", memory_id=memory.id)
     return render(
         request,
         "memories/detail.html",
         {
             "memory": memory,
             "owner": owners.get(memory.user_id, "?"),
-            "return_to": request.url.path,
+            "return_to": return_to or own_path,
             "view": "detail",
             **editor,
         },
@@ -212,7 +220,9 @@ async def _editor_response(
 ) -> Response:
     """The edit component for htmx; without JavaScript, the detail page around it."""
     if not is_htmx(request):
-        return await _detail_page(request, db, memory, status=status, **editor)
+        return await _detail_page(
+            request, db, memory, status=status, return_to=_return_to(form, memory.id or 0), **editor
+        )
     return render(
         request,
         "memories/_editor.html",
