@@ -366,9 +366,11 @@ def generate_memories(
             if tag not in tags:
                 tags.append(tag)
 
-        updated = (
-            created if r() < 0.65 else min(created + int(rnd.expovariate(1 / (20 * DAY))), end)
-        )
+        updated = created
+        if r() < 0.35:  # edited later; an edit that would fall after now lands before it
+            updated = created + int(rnd.expovariate(1 / (20 * DAY)))
+            if updated > end:
+                updated = created + int(r() * (end - created))
         access_count, last_accessed = 0, None
         if r() < 0.55:
             access_count = min(int(rnd.paretovariate(1.3)), 5_000)
