@@ -57,7 +57,6 @@ import httpx
 import orjson
 import psutil
 from bench_queries import (
-    DEFAULT_PG,
     DEPTH,
     DEPTH_RATIO,
     HEAVY_USER,
@@ -71,6 +70,7 @@ from bench_queries import (
     RawPostgres,
     RawSqlite,
     Side,
+    add_dataset_options,
     alternating,
     choose_params,
     dataset,
@@ -795,18 +795,7 @@ def main() -> None:
     """Parse the options, get the databases, run the server on each, print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=["sqlite", "postgresql"], help="one database only")
-    parser.add_argument("--file", type=Path, help="JSON Lines to import (default: generate)")
-    parser.add_argument("--rows", type=int, default=1_000_000, help="rows to generate")
-    parser.add_argument("--sqlite-path", type=Path, help="a loaded SQLite file to reuse")
-    parser.add_argument("--postgres-url", help="a loaded PostgreSQL database to reuse")
-    parser.add_argument(
-        "--postgres-admin-url",
-        default=os.environ.get("TEST_POSTGRES_URL", DEFAULT_PG),
-        help="the server to create a fresh database on (default: TEST_POSTGRES_URL or %(default)s)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the databases this run made")
-    parser.add_argument("--runs", type=int, default=30, help="timed runs per request")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")
+    add_dataset_options(parser)
     parser.add_argument("--duration", type=int, default=10, help="seconds of the throughput run")
     parser.add_argument("--concurrency", type=int, default=4, help="clients in the throughput run")
     parser.add_argument("--port", type=int, help="the server's port (default: a free one)")

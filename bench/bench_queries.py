@@ -786,10 +786,8 @@ def dataset(args: argparse.Namespace, tmp: Path) -> Callable[[], Path]:
     return data
 
 
-def main() -> None:
-    """Parse the options, get the databases, time the queries, print the tables."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+def add_dataset_options(parser: argparse.ArgumentParser) -> None:
+    """The options both benchmarks take: the data set, databases to reuse or keep, runs."""
     parser.add_argument("--file", type=Path, help="JSON Lines to import (default: generate)")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows to generate")
     parser.add_argument(
@@ -804,8 +802,15 @@ def main() -> None:
         help="the server to create a fresh database on (default: TEST_POSTGRES_URL or %(default)s)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the databases this run made")
-    parser.add_argument("--runs", type=int, default=30, help="timed runs per query")
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per query or request")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")
+
+
+def main() -> None:
+    """Parse the options, get the databases, time the queries, print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    add_dataset_options(parser)
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the numbers here")
     args = parser.parse_args()
     if args.runs < 1 or args.warmup < 0:

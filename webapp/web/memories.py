@@ -8,6 +8,7 @@ for a stale edit, and nothing written in either case.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +20,8 @@ from pydantic import ValidationError
 from webapp.db import Database
 from webapp.errors import InvalidInput, NotFound, VersionConflict
 from webapp.models import LongTermMemory, MemoryUpdate
-from webapp.services.browse import browse
+from webapp.services.browse import Page, browse
+from webapp.services.cursors import CursorSigner
 from webapp.services.memories import delete_memory, get_memory, restore_memory, update_memory
 from webapp.services.users import usernames
 from webapp.validation import validate_tags
@@ -32,6 +34,7 @@ from webapp.web.deps import (
     safe_next,
 )
 from webapp.web.filters import (
+    ParsedFilters,
     describe_error,
     editing_id,
     form_number,
@@ -45,12 +48,22 @@ from webapp.web.render import is_htmx, redirect, render
 router = APIRouter()
 
 
-@router.get("/memories", name="list_memories")
-async def list_memories(
-    request: Request, db: DatabaseDep, signer: SignerDep, visitor: CurrentVisitor
-) -> Response:
-    """The browser: the filter form, one page of memories, a capped count, next / previous."""
-    parsed = parse_filters(request)
+@dataclass
+class ListedPage:
+    """One page of a memory list as a list page shows it: the filters as parsed, the page
+    (None when the filters are bad), whose rows they are (for admins) and the status."""
+
+    filters: ParsedFilters
+    page: Page | None
+    owners: dict[int, str]
+    status: int
+
+
+async def list_page(
+    request: Request, db: Database, signer: CursorSigner, visitor: Visitor, **fixed: Any
+) -> ListedPage:
+    """The page a list URL asks for (the browser's, or Trash's with its state fixed)."""
+    parsed = parse_filters(request, **fixed)
     page = None
     status = 422 if parsed.error else 200
     if parsed.error is None:
@@ -63,6 +76,16 @@ async def list_memories(
         if page is not None and visitor.user.is_admin
         else {}
     )
+    return ListedPage(filters=parsed, page=page, owners=owners, status=status)
+
+
+@router.get("/memories", name="list_memories")
+async def list_memories(
+    request: Request, db: DatabaseDep, signer: SignerDep, visitor: CurrentVisitor
+) -> Response:
+    """The browser: the filter form, one page of memories, a capped count, next / previous."""
+    listed = await list_page(request, db, signer, visitor)
+    parsed, page, owners, status = listed.filters, listed.page, listed.owners, listed.status
     here = url_with(request.url.path, parsed.query)
     return render(
         request,

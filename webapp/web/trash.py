@@ -9,10 +9,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from webapp.errors import InvalidInput
-from webapp.services.browse import browse
 from webapp.services.bulk import BulkAction, Selection, apply
 from webapp.services.memories import purge_deleted
-from webapp.services.users import usernames, visible_user_id
+from webapp.services.users import visible_user_id
 from webapp.types import utcnow
 from webapp.web.deps import (
     AdminVisitor,
@@ -23,7 +22,8 @@ from webapp.web.deps import (
     SettingsDep,
     SignerDep,
 )
-from webapp.web.filters import parse_filters, url_with
+from webapp.web.filters import url_with
+from webapp.web.memories import list_page
 from webapp.web.render import is_htmx, redirect, render
 
 router = APIRouter()
@@ -52,19 +52,8 @@ async def _trash_page(
     *,
     status_message: str | None = None,
 ) -> Response:
-    parsed = parse_filters(request, state="deleted")
-    page = None
-    status = 422 if parsed.error else 200
-    if parsed.error is None:
-        try:
-            page = await browse(db, principal=visitor.principal, query=parsed.query, signer=signer)
-        except InvalidInput as exc:
-            parsed.error, status = str(exc), 400
-    owners = (
-        await usernames(db, user_ids=(memory.user_id for memory in page.items))
-        if page is not None and visitor.user.is_admin
-        else {}
-    )
+    listed = await list_page(request, db, signer, visitor, state="deleted")
+    parsed, page, owners, status = listed.filters, listed.page, listed.owners, listed.status
     now = utcnow()
     retention = timedelta(days=settings.trash_retention_days)
     days_left = {
