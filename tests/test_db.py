@@ -14,7 +14,13 @@ from sqlalchemy import event, inspect, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from webapp.db import create_engine, create_sessionmaker, write_connection, write_session
+from webapp.db import (
+    Database,
+    create_engine,
+    create_sessionmaker,
+    write_connection,
+    write_session,
+)
 from webapp.models import User
 from webapp.settings import DEFAULT_DATABASE_URL, ConfigError, Settings
 
@@ -118,6 +124,34 @@ async def test_write_connection_begins_immediate(
 
     async with sqlite_engine.connect() as conn:
         assert await scalar(conn, "SELECT n FROM counter") == 2
+
+
+async def test_read_sessions_issue_no_begin_on_sqlite(
+    sqlite_engine: AsyncEngine, statements: list[str]
+) -> None:
+    """Database.read() sends no BEGIN (each statement its own snapshot); writes still do."""
+    database = Database(sqlite_engine)
+    async with database.read() as session:
+        assert (await session.execute(text("SELECT n FROM counter"))).scalar_one() == 0
+        await session.execute(text("SELECT n FROM counter"))
+    assert [s for s in statements if s.startswith("BEGIN")] == []
+    async with database.write() as session:
+        await session.execute(text("UPDATE counter SET n = n + 1"))
+    assert [s for s in statements if s.startswith("BEGIN")] == ["BEGIN IMMEDIATE"]
+    async with database.read() as session:
+        assert (await session.execute(text("SELECT n FROM counter"))).scalar_one() == 1
+
+
+def test_sqlite_pool_follows_settings(tmp_path: Path) -> None:
+    """DB_POOL_SIZE and DB_MAX_OVERFLOW size the SQLite pool too (a page reads on two
+    connections at once, so a small pool would keep opening and closing connections)."""
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'pool.db'}",
+        db_pool_size=7,
+        db_max_overflow=3,
+    )
+    pool: Any = create_engine(settings).pool
+    assert (pool.size(), pool._max_overflow) == (7, 3)
 
 
 async def test_deferred_read_then_write_can_fail(sqlite_engine: AsyncEngine) -> None:

@@ -184,10 +184,26 @@ def safe_next(target: str | None) -> str:
     return quote(target, safe="/?&=%:+,;@!$'()*~.-_#")
 
 
+# FastAPI runs a plain `def` dependency in a worker thread; these only read app.state, so
+# they are async: the thread hop cost more than the whole lookup (three per request).
+
+
+async def _database_dependency(request: Request) -> Database:
+    return database(request)
+
+
+async def _settings_dependency(request: Request) -> Settings:
+    return settings_of(request)
+
+
+async def _signer_dependency(request: Request) -> CursorSigner:
+    return cursor_signer(request)
+
+
 CurrentVisitor = Annotated[Visitor, Depends(current_visitor)]
 CheckedVisitor = Annotated[Visitor, Depends(checked_visitor)]
 AdminVisitor = Annotated[Visitor, Depends(admin_visitor)]
 CheckedAdmin = Annotated[Visitor, Depends(checked_admin)]
-DatabaseDep = Annotated[Database, Depends(database)]
-SettingsDep = Annotated[Settings, Depends(settings_of)]
-SignerDep = Annotated[CursorSigner, Depends(cursor_signer)]
+DatabaseDep = Annotated[Database, Depends(_database_dependency)]
+SettingsDep = Annotated[Settings, Depends(_settings_dependency)]
+SignerDep = Annotated[CursorSigner, Depends(_signer_dependency)]
