@@ -60,3 +60,14 @@ async def test_users_list_with_counts_and_search(session: AsyncSession, visitor:
     assert found.select_one("html") is None
     none = parse(await visitor.get("/users?q=%25"))
     assert "No user matches" in none.get_text()
+
+
+async def test_an_empty_store_says_how_memories_arrive(
+    session: AsyncSession, visitor: Visitor
+) -> None:
+    await make_user(session, username="ann")
+    await visitor.log_in("ann")
+    empty = parse(await visitor.get("/memories")).select_one("#results .empty").get_text()
+    assert "No memories yet" in empty and "memory-admin import" in empty
+    filtered = parse(await visitor.get("/memories?tag=x")).select_one("#results .empty")
+    assert "No memories match these filters" in filtered.get_text()
