@@ -150,11 +150,28 @@ async def show_row(
     memory = await get_memory(
         db, principal=visitor.principal, memory_id=memory_id, include_deleted=True
     )
+    return await _row_response(request, db, visitor, memory, return_to)
+
+
+async def _row_response(
+    request: Request,
+    db: Database,
+    visitor: Visitor,
+    memory: LongTermMemory,
+    return_to: str,
+    status_message: str | None = None,
+) -> Response:
+    """One list row as an htmx fragment (owner shown to admins), with an optional status."""
     owners = await usernames(db, user_ids=[memory.user_id]) if visitor.user.is_admin else {}
     return render(
         request,
         "memories/_row.html",
-        {"memory": memory, "owners": owners, "return_to": return_to},
+        {
+            "memory": memory,
+            "owners": owners,
+            "return_to": return_to,
+            "status_message": status_message,
+        },
     )
 
 
@@ -401,16 +418,7 @@ async def restore_memory_form(
         memory = await get_memory(db, principal=visitor.principal, memory_id=memory_id)
     return_to = safe_next(form.get("next") or f"/memories/{memory_id}")
     if is_htmx(request):
-        owners = await usernames(db, user_ids=[memory.user_id]) if visitor.user.is_admin else {}
-        return render(
-            request,
-            "memories/_row.html",
-            {
-                "memory": memory,
-                "owners": owners,
-                "return_to": return_to,
-                "view": "row",
-                "status_message": f"Restored “{memory.key}”.",
-            },
+        return await _row_response(
+            request, db, visitor, memory, return_to, status_message=f"Restored “{memory.key}”."
         )
     return redirect(request, return_to, message=f"Restored “{memory.key}”.")
