@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, FileSystemLoader
+from jinja2 import FileSystemLoader
 from jinja2_fragments.fastapi import Jinja2Blocks
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,6 +24,7 @@ from webapp.settings import Settings, get_settings
 from webapp.web import mount_admin_app
 from webapp.web.render import is_htmx
 from webapp.web.render import render as render_page
+from webapp.web.templating import AppEnvironment
 
 logger = logging.getLogger("memory_admin")
 
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cursor_signer = CursorSigner(secret_key)
     # The templates ship with the package and do not change while it runs: no stat() of
     # every template file on every render (a list page includes its row template 50 times).
-    environment = Environment(
+    environment = AppEnvironment(
         loader=FileSystemLoader(resource_dir("templates")), autoescape=True, auto_reload=False
     )
     app.state.templates = Jinja2Blocks(env=environment)

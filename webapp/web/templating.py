@@ -8,8 +8,48 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi.templating import Jinja2Templates
+from jinja2 import Environment
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.nodes import Expr
+from markupsafe import _escape_inner
 
 from webapp.types import utcnow
+
+
+def escape_to_str(value: Any) -> str:
+    """What markupsafe.escape(value) holds, as a plain str instead of a new Markup object."""
+    if type(value) is str:
+        return _escape_inner(value)
+    html = getattr(value, "__html__", None)
+    if html is not None:
+        return str(html())
+    return _escape_inner(str(value))
+
+
+class _EscapeToStrCodeGenerator(CodeGenerator):
+    """Compiles `{{ value }}` under autoescape to escape_to_str(value), not escape(value).
+
+    Jinja wraps every escaped value in a Markup object only to join them all into one
+    string; a list page outputs about 1,400 values, and building those objects took 40%
+    of its rendering time. The text is the same.
+    """
+
+    def _output_child_pre(
+        self, node: Expr, frame: Frame, finalize: CodeGenerator._FinalizeInfo
+    ) -> None:
+        if frame.eval_ctx.volatile or not frame.eval_ctx.autoescape:
+            super()._output_child_pre(node, frame, finalize)
+            return
+        self.write("environment.escape_to_str(")
+        if finalize.src is not None:
+            self.write(finalize.src)
+
+
+class AppEnvironment(Environment):
+    """The templates' Jinja environment: autoescape as usual, with cheaper output."""
+
+    code_generator_class = _EscapeToStrCodeGenerator
+    escape_to_str = staticmethod(escape_to_str)
 
 
 def ago(value: datetime | None) -> str:
@@ -33,6 +73,31 @@ def ago(value: datetime | None) -> str:
     return "in a moment" if future else "just now"
 
 
+def expiry(value: datetime) -> str:
+    """'expires in 3 days' or 'expired 2 hours ago'."""
+    return f"{'expired' if value <= utcnow() else 'expires'} {ago(value)}"
+
+
+def iso(value: datetime) -> str:
+    """A machine-readable time, for <time datetime>."""
+    return value.isoformat()
+
+
+def clip(text: str, limit: int) -> str:
+    """text cut to limit characters, with an ellipsis if it was longer."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def reads(count: int) -> str:
+    """'1 read', '12,345 reads'."""
+    return f"{count:,} read{'' if count == 1 else 's'}"
+
+
+def importance(value: float) -> str:
+    """0.50: importance as people read it."""
+    return f"{value:.2f}"
+
+
 def utc(value: datetime | None) -> str:
     """An exact UTC time, as the title of a relative one."""
     return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else ""
@@ -51,7 +116,17 @@ def number(value: int) -> str:
 def install_template_helpers(templates: Jinja2Templates, **globals_: Any) -> None:
     """Register the filters and globals on the app's Jinja environment."""
     env = templates.env
-    env.filters.update(ago=ago, utc=utc, local_input=local_input, number=number)
+    env.filters.update(
+        ago=ago,
+        clip=clip,
+        expiry=expiry,
+        importance=importance,
+        iso=iso,
+        local_input=local_input,
+        number=number,
+        reads=reads,
+        utc=utc,
+    )
     env.globals.update(globals_)
 
 
