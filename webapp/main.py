@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from webapp import __version__
-from webapp.db import Database, create_engine, create_sessionmaker
+from webapp.db import Database, PinnedReadsPerRequest, create_engine, create_sessionmaker
 from webapp.errors import MemoryAdminError
 from webapp.paths import resource_dir
 from webapp.services.cursors import CursorSigner
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(resource_dir("static"))), name="static")
     _add_error_handlers(app)
     mount_admin_app(app, settings, secret_key)
+    app.add_middleware(PinnedReadsPerRequest, database=app.state.db)
 
     @app.get("/healthz", name="healthz", include_in_schema=False)
     async def healthz() -> Response:
