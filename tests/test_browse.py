@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webapp.db import Database
 from webapp.errors import InvalidInput
-from webapp.models import SORTS, BrowseQuery, LongTermMemory, MemoryEvent, User
+from webapp.models import SORTS, BrowseQuery, LongTermMemory, MemoryEvent, MemoryRow, User
 from webapp.services.browse import Page, browse
 from webapp.services.cursors import CursorSigner
 from webapp.services.principal import Principal
@@ -233,6 +233,41 @@ async def test_filters(db: AsyncEngine, database: Database) -> None:
     assert users["u1"] != users["u2"]
 
 
+async def test_rows_hold_every_column_the_state_and_the_owners_names(
+    db: AsyncEngine, database: Database
+) -> None:
+    """A page's rows are plain tuples read without the ORM: they must still say what the
+    ORM object says, state included, and the page names whose rows they are."""
+    now = datetime.now(UTC)
+    users = await load(
+        db, [row(), row(user="u2", is_deleted=True), row(tags=["x", "y"]), row(user="u2")]
+    )
+    async with db.begin() as conn:
+        await conn.execute(
+            _memories.update()
+            .where(_memories.c.key.in_(["k1", "k2"]))
+            .values(expires_at=now - timedelta(hours=1))
+        )
+        await conn.execute(
+            _memories.update().where(_memories.c.key == "k3").values(expires_at=now + timedelta(1))
+        )
+    page = await browse(
+        database, principal=ADMIN, query=BrowseQuery(state="all", sort="created_at"), signer=SIGNER
+    )
+    assert MemoryRow._fields == (*(column.name for column in _memories.c), "state")
+    async with database.read() as session:
+        for memory in page.items:
+            loaded = await session.get(LongTermMemory, memory.id)
+            assert loaded is not None
+            assert memory._asdict() == {
+                **{column.name: getattr(loaded, column.name) for column in _memories.c},
+                "state": loaded.state,
+            }
+    states = {memory.key: memory.state for memory in page.items}
+    assert states == {"k0": "active", "k1": "deleted", "k2": "expired", "k3": "active"}
+    assert page.owners == {users["u1"]: "u1", users["u2"]: "u2"}
+
+
 async def test_an_ordinary_user_sees_only_their_own(db: AsyncEngine, database: Database) -> None:
     users = await load(db, [row(user=name) for name in ("u1", "u2", "u2")])
     alice = Principal(user_id=users["u1"], username="u1")
@@ -255,6 +290,28 @@ async def test_counts_are_exact_up_to_the_cap(
     monkeypatch.setattr(module, "COUNT_CAP", 12)
     page = await browse(database, principal=ADMIN, query=BrowseQuery(limit=5), signer=SIGNER)
     assert (page.count, page.count_capped) == (12, False)
+
+
+async def test_a_page_past_the_last_match_still_counts_the_matches(
+    db: AsyncEngine, database: Database
+) -> None:
+    """The count comes with the page's rows; a page with none (its rows deleted since the
+    cursor was made) must still report how many rows match."""
+    await load(db, [row(created_at=day) for day in range(3)])
+    query = BrowseQuery(sort="created_at", limit=2)
+    first = await browse(database, principal=ADMIN, query=query, signer=SIGNER)
+    assert first.next_cursor is not None and first.count == 3
+    async with db.begin() as conn:
+        await conn.execute(delete(_memories).where(_memories.c.key == "k2"))
+    past = await browse(
+        database,
+        principal=ADMIN,
+        query=query.model_copy(update={"cursor": first.next_cursor}),
+        signer=SIGNER,
+    )
+    assert past.items == [] and (past.count, past.count_capped) == (2, False)
+    empty = await browse(database, principal=ADMIN, query=BrowseQuery(user="nobody"), signer=SIGNER)
+    assert empty.items == [] and empty.count == 0
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ Create / Update / Public schemas derived from it. Field rules come from validati
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, NamedTuple, Optional
 
 from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy import (
@@ -193,6 +193,30 @@ class LongTermMemory(MemoryBase, table=True):
         if self.is_expired:
             return MemoryState.expired
         return MemoryState.active
+
+
+class MemoryRow(NamedTuple):
+    """A memory as lists read it: every column of long_term_memory and its `state`, as a
+    plain tuple (no ORM state to build, attributes read at C speed), in the table's
+    column order."""
+
+    namespace: str
+    key: str
+    content: str
+    tags: list[str]
+    importance: float
+    expires_at: datetime | None
+    id: int
+    user_id: int
+    access_count: int
+    last_accessed_at: datetime | None
+    is_deleted: bool
+    deleted_at: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    state: str
+    """'active', 'expired' or 'deleted', as MemoryState names them."""
 
 
 class MemoryCreate(MemoryBase):

@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +23,7 @@ from sqlmodel import col
 from webapp.db import Database
 from webapp.errors import MemoryAdminError
 from webapp.models import LoginThrottle, User, WebSession
+from webapp.services.filters import AT_EXECUTION
 from webapp.services.users import hash_password, verify_password
 from webapp.types import utcnow
 
@@ -139,21 +140,24 @@ async def _count_failure(db: Database, keys: list[str], now: datetime) -> None:
                 row.locked_until = now + LOCK_FOR
 
 
+_SESSION_USER = (
+    select(User, WebSession)
+    .join(WebSession, col(WebSession.user_id) == col(User.id))
+    .where(
+        col(WebSession.id) == bindparam("session_id"),
+        col(WebSession.expires_at) > AT_EXECUTION,
+        col(User.is_active),
+    )
+)
+"""Built once: every page and action looks its session up."""
+
+
 async def session_user(db: Database, *, secret: str) -> tuple[User, WebSession] | None:
     """The active user and live session a cookie secret belongs to, or None."""
     now = utcnow()
     session_id = _session_id(secret)
-    query = (
-        select(User, WebSession)
-        .join(WebSession, col(WebSession.user_id) == col(User.id))
-        .where(
-            col(WebSession.id) == session_id,
-            col(WebSession.expires_at) > now,
-            col(User.is_active),
-        )
-    )
     async with db.read() as session:
-        found = (await session.execute(query)).first()
+        found = (await session.execute(_SESSION_USER, {"session_id": session_id})).first()
     if found is None:
         return None
     user, web_session = found

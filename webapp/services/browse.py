@@ -7,8 +7,7 @@ matching row is visited exactly once in either direction.
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,18 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import UnaryExpression
 
 from webapp.db import Database
-from webapp.models import BrowseQuery, LongTermMemory
+from webapp.models import BrowseQuery, LongTermMemory, MemoryRow
 from webapp.services import fulltext
 from webapp.services.cursors import Cursor, CursorSigner
 from webapp.services.filters import (
     namespace_condition,
     normal_tags,
-    state_condition,
+    state_condition_now,
+    state_expression_now,
     tags_condition,
     text_condition,
 )
 from webapp.services.principal import Principal
-from webapp.services.users import visible_user_id
+from webapp.services.users import user_id_named, usernames_in
 from webapp.types import utcnow
 
 COUNT_CAP = 1_000
@@ -47,36 +47,36 @@ _c = _memories.c
 class Page:
     """One page of memories, with cursors to its neighbours and a count capped at COUNT_CAP."""
 
-    items: list[LongTermMemory]
+    items: list[MemoryRow]
     next_cursor: str | None
     prev_cursor: str | None
     count: int
     count_capped: bool
+    owners: dict[int, str] = field(default_factory=dict)
+    """The usernames of the items' owners, by user id."""
 
 
-async def filter_conditions(
-    session: AsyncSession,
+def filter_conditions(
     principal: Principal,
     query: BrowseQuery,
     now: datetime,
     *,
+    dialect: str,
     walk: bool = False,
-) -> list[ColumnElement[bool]] | None:
-    """The WHERE clauses of query for principal; None when nothing can match.
+) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of query for principal.
 
+    A `user` filter names the user by a subquery: an unknown user, or (for an ordinary
+    user) anyone else, matches nothing, without a statement of its own to find out.
     walk: on SQLite, write tag and text conditions as tests of each row rather than as
     the lists to start from (fulltext.walk_sorted_index says when that is faster).
     """
-    dialect = session.get_bind().dialect.name
     conditions: list[ColumnElement[bool]] = [
         principal.visible(),
-        state_condition(query.state, now=now),
+        state_condition_now(query.state),
     ]
     if query.user is not None:
-        owner = await visible_user_id(session, principal, query.user)
-        if owner is None:
-            return None
-        conditions.append(_c.user_id == owner)
+        conditions.append(_c.user_id == user_id_named(query.user))
     if query.namespace:
         conditions.append(namespace_condition(query.namespace, dialect=dialect))
     if query.tag:
@@ -139,15 +139,18 @@ def _page_statement(
     cursor: Cursor | None,
     limit: int,
     dialect: str,
-) -> Select[LongTermMemory]:
-    """The next `limit` rows in sort order after the cursor's row (or from the start)."""
+    matches: ColumnElement[int],
+) -> Select[Any]:
+    """The next `limit` rows in sort order after the cursor's row (or from the start):
+    MemoryRow's columns, then `matches` (the count, read in the same statement)."""
     column = _c[field]
     nullable = field in NULLABLE_SORTS
+    columns = [*(_c[name] for name in MemoryRow._fields[:-1]), state_expression_now(), matches]
     if cursor is not None and dialect == "sqlite" and not nullable:
         ids = _sqlite_after(conditions, column, descending, cursor, limit)
-        page = select(LongTermMemory).join(ids, ids.c.id == _c.id)
+        page = select(*columns).join(ids, ids.c.id == _c.id)
     else:
-        page = select(LongTermMemory).where(*conditions)
+        page = select(*columns).where(*conditions)
         if cursor is not None:
             page = page.where(_after(column, descending, nullable, cursor.value, cursor.id))
     return page.order_by(*_ordering(column, descending, nullable)).limit(limit)
@@ -180,10 +183,6 @@ def _sqlite_after(
     return union_all(*(select(walk.c.id) for walk in walks)).subquery()
 
 
-async def _rows(session: AsyncSession, statement: Select[LongTermMemory]) -> list[LongTermMemory]:
-    return list((await session.execute(statement)).scalars())
-
-
 def _count_driver(
     query: BrowseQuery, dialect: str
 ) -> tuple[Select[tuple[int]] | None, BrowseQuery]:
@@ -205,17 +204,16 @@ def _count_driver(
     return None, query
 
 
-async def _count(
-    db: Database, conditions: list[ColumnElement[bool]], driver: Select[tuple[int]] | None
-) -> int:
+def _count_statement(
+    conditions: list[ColumnElement[bool]], driver: Select[tuple[int]] | None
+) -> Select[int]:
     """How many rows match, counting no further than one past COUNT_CAP."""
     matching = select(_c.id)
     if driver is not None:
         matches = driver.subquery()
         matching = matching.join_from(matches, _memories, list(matches.c)[0] == _c.id)
     capped = matching.where(*conditions).limit(COUNT_CAP + 1).subquery()
-    async with db.read() as session:
-        return int((await session.execute(select(func.count()).select_from(capped))).scalar_one())
+    return select(func.count()).select_from(capped)
 
 
 def _text(query: BrowseQuery) -> str | None:
@@ -234,7 +232,12 @@ async def _should_walk(session: AsyncSession, query: BrowseQuery) -> bool:
 async def browse(
     db: Database, *, principal: Principal, query: BrowseQuery, signer: CursorSigner
 ) -> Page:
-    """One page of the memories matching query, as principal may see them (not an access)."""
+    """One page of the memories matching query, as principal may see them (not an access).
+
+    Its items are MemoryRow tuples (every column of the memory and its `state`), not
+    ORM objects: a list shows them and changes none, and loading 50 ORM
+    objects costs more than the query that finds them.
+    """
     now = utcnow()
     field = query.sort.lstrip("-")
     descending = query.sort.startswith("-")
@@ -244,26 +247,32 @@ async def browse(
 
     async with db.read() as session:
         walk = await _should_walk(session, query)
-        conditions = await filter_conditions(session, principal, query, now, walk=walk)
-        if conditions is None:
-            return Page(items=[], next_cursor=None, prev_cursor=None, count=0, count_capped=False)
+        conditions = filter_conditions(principal, query, now, dialect=db.dialect, walk=walk)
         driver, rest = _count_driver(query, db.dialect)
         counted = conditions
         if walk or driver is not None:
-            counted = await filter_conditions(session, principal, rest, now) or []
+            counted = filter_conditions(principal, rest, now, dialect=db.dialect)
+        count_statement = _count_statement(counted, driver)
+        matches = count_statement.scalar_subquery().label("matches")
         statement = _page_statement(
-            conditions, field, page_descending, cursor, query.limit + 1, db.dialect
+            conditions, field, page_descending, cursor, query.limit + 1, db.dialect, matches
         )
-        # The page and its count are independent: read them at once, on two connections.
-        rows, count = await asyncio.gather(_rows(session, statement), _count(db, counted, driver))
+        found = (await session.execute(statement)).all()
+        rows = [MemoryRow(*values) for *values, _ in found]
+        if found:
+            count = int(found[0][-1])
+        elif cursor is None:
+            count = 0  # nothing from the start: nothing at all
+        else:  # past the end of the matches, which the count still holds
+            count = int((await session.execute(count_statement)).scalar_one())
+        owners = await usernames_in(session, {row.user_id for row in rows})
 
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     if not forward:
         rows.reverse()
 
-    def cursor_at(memory: LongTermMemory, *, ahead: bool) -> str:
-        assert memory.id is not None
+    def cursor_at(memory: MemoryRow, *, ahead: bool) -> str:
         return signer.dump(
             Cursor(sort=query.sort, value=getattr(memory, field), id=memory.id, forward=ahead)
         )
@@ -276,4 +285,5 @@ async def browse(
         prev_cursor=cursor_at(rows[0], ahead=False) if rows and has_prev else None,
         count=min(count, COUNT_CAP),
         count_capped=count > COUNT_CAP,
+        owners=owners,
     )

@@ -83,12 +83,11 @@ def _checked_value(action: BulkAction, value: Any) -> Any:
     return None
 
 
-async def _conditions(
+def _conditions(
     db: Database, principal: Principal, selection: Selection
-) -> list[ColumnElement[bool]] | None:
+) -> list[ColumnElement[bool]]:
     if selection.query is not None:
-        async with db.read() as session:
-            return await filter_conditions(session, principal, selection.query, utcnow())
+        return filter_conditions(principal, selection.query, utcnow(), dialect=db.dialect)
     if not selection.ids:
         raise InvalidInput("select at least one memory")
     return [principal.visible(), _c.id.in_(list(selection.ids))]
@@ -96,9 +95,7 @@ async def _conditions(
 
 async def preview(db: Database, *, principal: Principal, selection: Selection) -> BulkPreview:
     """How many memories a bulk action on selection would touch, with a sample."""
-    conditions = await _conditions(db, principal, selection)
-    if conditions is None:
-        return BulkPreview(count=0, sample=[])
+    conditions = _conditions(db, principal, selection)
     query = select(LongTermMemory).where(*conditions).order_by(_c.id)
     async with db.read() as session:
         rows = list((await session.execute(query)).scalars())
@@ -134,9 +131,7 @@ async def apply(
 ) -> BulkResult:
     """Run action on every selected memory in one transaction, or on none of them."""
     checked = _checked_value(action, value)
-    conditions = await _conditions(db, principal, selection)
-    if conditions is None:
-        return BulkResult(changed=0, unchanged=0)
+    conditions = _conditions(db, principal, selection)
     now = utcnow()
     query = select(LongTermMemory).where(*conditions).order_by(_c.id).with_for_update()
     changed = unchanged = 0

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import ColumnElement, and_, false, or_, true
+from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, case, false, or_, true
 from sqlalchemy.dialects.postgresql import JSONB
 
 from webapp.errors import InvalidInput
 from webapp.models import LongTermMemory, MemoryState
 from webapp.services import fulltext
+from webapp.types import UTCDateTime, utcnow
 from webapp.validation import validate_namespace
 
 STATES = ("active", "expired", "deleted", "all")
@@ -39,7 +41,13 @@ def _check_namespace(namespace: str) -> None:
         raise InvalidInput(str(exc)) from exc
 
 
-def state_condition(state: str, *, now: datetime) -> ColumnElement[bool]:
+AT_EXECUTION: BindParameter[datetime] = bindparam(
+    "memory_admin_now", callable_=utcnow, type_=UTCDateTime()
+)
+"""The time a statement runs, as a parameter: conditions built with it can be reused."""
+
+
+def state_condition(state: str, *, now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
     """The SPEC 1 states: deleted wins over expired; `all` is every row."""
     not_expired = or_(_memory.expires_at.is_(None), _memory.expires_at > now)
     if state == MemoryState.active:
@@ -51,6 +59,24 @@ def state_condition(state: str, *, now: datetime) -> ColumnElement[bool]:
     if state == "all":
         return true()
     raise InvalidInput(f"state must be one of {', '.join(STATES)} (got {state!r})")
+
+
+@cache
+def state_condition_now(state: str) -> ColumnElement[bool]:
+    """state_condition at the time the statement runs; built once per state, as a list
+    page builds it on every request."""
+    return state_condition(state, now=AT_EXECUTION)
+
+
+@cache
+def state_expression_now() -> ColumnElement[str]:
+    """Each row's state as state_condition decides it ('active', 'expired', 'deleted')
+    when the statement runs, for lists that read plain rows instead of ORM objects."""
+    return case(
+        (_memory.is_deleted.is_(true()), MemoryState.deleted.value),
+        (_memory.expires_at <= AT_EXECUTION, MemoryState.expired.value),
+        else_=MemoryState.active.value,
+    ).label("state")
 
 
 def tags_condition(

@@ -8,7 +8,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import case, func, select
+from sqlalchemy import ScalarSelect, bindparam, case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -85,6 +85,12 @@ async def visible_user_id(session: AsyncSession, principal: Principal, username:
     return user_id
 
 
+def user_id_named(username: str) -> ScalarSelect[int]:
+    """The id of the user called username, as a subquery (NULL, matching nothing, for an
+    unknown name)."""
+    return select(col(User.id)).where(col(User.username) == username).scalar_subquery()
+
+
 @dataclass
 class UserSummary:
     """A user as the users list shows it: the row and memory counts per state."""
@@ -136,12 +142,23 @@ async def list_users(
     return list(summaries.values())
 
 
+_users = User.__table__  # type: ignore[attr-defined]
+_USERNAMES = select(_users.c.id, _users.c.username).where(
+    _users.c.id.in_(bindparam("user_ids", expanding=True))
+)
+"""Built once: a list page names its rows' owners on every request."""
+
+
 async def usernames(db: Database, *, user_ids: Iterable[int]) -> dict[int, str]:
     """The usernames of user_ids (for showing whose memory a row is)."""
+    async with db.read() as session:
+        return await usernames_in(session, user_ids)
+
+
+async def usernames_in(session: AsyncSession, user_ids: Iterable[int]) -> dict[int, str]:
+    """usernames(), in a session the caller holds."""
     ids = sorted(set(user_ids))
     if not ids:
         return {}
-    users = User.__table__.c  # type: ignore[attr-defined]
-    query = select(users.id, users.username).where(users.id.in_(ids))
-    async with db.read() as session:
-        return {int(user_id): str(name) for user_id, name in (await session.execute(query)).all()}
+    rows = await session.execute(_USERNAMES, {"user_ids": ids})
+    return {int(user_id): str(name) for user_id, name in rows.all()}

@@ -71,11 +71,7 @@ async def list_page(
             page = await browse(db, principal=visitor.principal, query=parsed.query, signer=signer)
         except InvalidInput as exc:
             parsed.error, status = str(exc), 400
-    owners = (
-        await usernames(db, user_ids=(memory.user_id for memory in page.items))
-        if page is not None and visitor.user.is_admin
-        else {}
-    )
+    owners = page.owners if page is not None and visitor.user.is_admin else {}
     return ListedPage(filters=parsed, page=page, owners=owners, status=status)
 
 
