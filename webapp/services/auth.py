@@ -13,6 +13,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -140,19 +141,43 @@ async def _count_failure(db: Database, keys: list[str], now: datetime) -> None:
                 row.locked_until = now + LOCK_FOR
 
 
+class SessionUser(NamedTuple):
+    """The user a live session belongs to, as pages need them."""
+
+    id: int
+    username: str
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class LiveSession:
+    """A live session of an active user: who it is and the CSRF token its forms carry."""
+
+    user: SessionUser
+    csrf_token: str
+
+
+_users = User.__table__  # type: ignore[attr-defined]
+_sessions = WebSession.__table__  # type: ignore[attr-defined]
 _SESSION_USER = (
-    select(User, WebSession)
-    .join(WebSession, col(WebSession.user_id) == col(User.id))
+    select(
+        _users.c.id,
+        _users.c.username,
+        _users.c.is_admin,
+        _sessions.c.csrf_token,
+        _sessions.c.last_seen_at,
+    )
+    .join(_sessions, _sessions.c.user_id == _users.c.id)
     .where(
-        col(WebSession.id) == bindparam("session_id"),
-        col(WebSession.expires_at) > AT_EXECUTION,
-        col(User.is_active),
+        _sessions.c.id == bindparam("session_id"),
+        _sessions.c.expires_at > AT_EXECUTION,
+        _users.c.is_active,
     )
 )
-"""Built once: every page and action looks its session up."""
+"""Built once, and read as plain columns: every page and action looks its session up."""
 
 
-async def session_user(db: Database, *, secret: str) -> tuple[User, WebSession] | None:
+async def session_user(db: Database, *, secret: str) -> LiveSession | None:
     """The active user and live session a cookie secret belongs to, or None."""
     now = utcnow()
     session_id = _session_id(secret)
@@ -160,13 +185,15 @@ async def session_user(db: Database, *, secret: str) -> tuple[User, WebSession] 
         found = (await session.execute(_SESSION_USER, {"session_id": session_id})).first()
     if found is None:
         return None
-    user, web_session = found
-    if web_session.last_seen_at <= now - TOUCH_EVERY:
+    user_id, username, is_admin, csrf_token, last_seen_at = found
+    if last_seen_at <= now - TOUCH_EVERY:
         async with db.write() as session:
             await session.execute(
                 update(WebSession).where(col(WebSession.id) == session_id).values(last_seen_at=now)
             )
-    return user, web_session
+    return LiveSession(
+        user=SessionUser(id=user_id, username=username, is_admin=is_admin), csrf_token=csrf_token
+    )
 
 
 async def end_session(db: Database, *, secret: str) -> None:

@@ -18,8 +18,7 @@ from itsdangerous import BadSignature, Signer
 
 from webapp.db import Database
 from webapp.errors import MemoryAdminError
-from webapp.models import User, WebSession
-from webapp.services.auth import session_user
+from webapp.services.auth import SessionUser, session_user
 from webapp.services.cursors import CursorSigner
 from webapp.services.principal import Principal
 from webapp.settings import Settings
@@ -54,20 +53,18 @@ class AdminOnly(MemoryAdminError):
 
 @dataclass(frozen=True)
 class Visitor:
-    """A logged-in person: their user row, session and the principal services act as."""
+    """A logged-in person: who they are, their session's CSRF token (which forms and htmx
+    requests must send back) and the principal services act as."""
 
-    user: User
-    session: WebSession
+    user: SessionUser
+    csrf_token: str
 
     @property
     def principal(self) -> Principal:
         """The identity the service layer scopes every query and write by."""
-        return Principal.of_user(self.user)
-
-    @property
-    def csrf_token(self) -> str:
-        """The token forms and htmx requests of this session must send back."""
-        return self.session.csrf_token
+        return Principal(
+            user_id=self.user.id, username=self.user.username, is_admin=self.user.is_admin
+        )
 
 
 def database(request: Request) -> Database:
@@ -119,7 +116,7 @@ async def optional_visitor(request: Request) -> Visitor | None:
     found = await session_user(database(request), secret=secret)
     if found is None:
         return None
-    visitor = Visitor(user=found[0], session=found[1])
+    visitor = Visitor(user=found.user, csrf_token=found.csrf_token)
     request.state.visitor = visitor
     return visitor
 
