@@ -266,6 +266,10 @@ async def test_rows_hold_every_column_the_state_and_the_owners_names(
     states = {memory.key: memory.state for memory in page.items}
     assert states == {"k0": "active", "k1": "deleted", "k2": "expired", "k3": "active"}
     assert page.owners == {users["u1"]: "u1", users["u2"]: "u2"}
+    one_user = await browse(
+        database, principal=ADMIN, query=BrowseQuery(user="u2", state="all"), signer=SIGNER
+    )
+    assert len(one_user.items) == 2 and one_user.owners == {users["u2"]: "u2"}
 
 
 async def test_an_ordinary_user_sees_only_their_own(db: AsyncEngine, database: Database) -> None:

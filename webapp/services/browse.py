@@ -265,7 +265,10 @@ async def browse(
             count = 0  # nothing from the start: nothing at all
         else:  # past the end of the matches, which the count still holds
             count = int((await session.execute(count_statement)).scalar_one())
-        owners = await usernames_in(session, {row.user_id for row in rows})
+        if query.user is not None:  # the filter matched the owner's exact username
+            owners = {row.user_id: query.user for row in rows}
+        else:
+            owners = await usernames_in(session, {row.user_id for row in rows})
 
     more = len(rows) > query.limit
     rows = rows[: query.limit]
