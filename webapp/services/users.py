@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -85,9 +86,10 @@ async def visible_user_id(session: AsyncSession, principal: Principal, username:
     return user_id
 
 
+@lru_cache(maxsize=1024)
 def user_id_named(username: str) -> ScalarSelect[int]:
     """The id of the user called username, as a subquery (NULL, matching nothing, for an
-    unknown name)."""
+    unknown name); kept per name, as a list filtered by user asks for it on every page."""
     return select(col(User.id)).where(col(User.username) == username).scalar_subquery()
 
 
