@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import event, inspect, select, text
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from webapp.db import (
     Database,
@@ -36,6 +36,11 @@ def require(settings: Settings, dialect: str) -> None:
 async def scalar(conn: AsyncConnection, sql: str) -> Any:
     """The single value of one SQL statement."""
     return (await conn.execute(text(sql))).scalar_one()
+
+
+async def scalar_in(session: AsyncSession, sql: str) -> Any:
+    """The single value of one SQL statement, in a session."""
+    return (await session.execute(text(sql))).scalar_one()
 
 
 @pytest.fixture
@@ -140,6 +145,65 @@ async def test_read_sessions_issue_no_begin_on_sqlite(
     assert [s for s in statements if s.startswith("BEGIN")] == ["BEGIN IMMEDIATE"]
     async with database.read() as session:
         assert (await session.execute(text("SELECT n FROM counter"))).scalar_one() == 1
+
+
+async def test_pinned_reads_share_one_connection_per_task(db: AsyncEngine) -> None:
+    """Inside pinned_reads() a task's read sessions share one pooled connection, taken at
+    the first read; another task's get their own (never one connection at once); the
+    connection goes back to the pool when the block ends."""
+    database = Database(db)
+    pool: Any = db.pool
+    checkouts: list[object] = []
+
+    def on_checkout(dbapi_connection: object, *_args: Any) -> None:
+        checkouts.append(dbapi_connection)
+
+    event.listen(db.sync_engine, "checkout", on_checkout)
+    try:
+        before = pool.checkedout()
+        async with database.pinned_reads():
+            assert checkouts == []  # nothing read yet, nothing taken
+            for _ in range(3):
+                async with database.read() as session:
+                    assert (await session.execute(select(User))).first() is None
+            assert len(checkouts) == 1 and pool.checkedout() == before + 1
+
+            async def elsewhere() -> None:
+                async with database.read() as session:
+                    await session.execute(text("SELECT 1"))
+
+            await asyncio.gather(elsewhere(), elsewhere())
+            assert len(checkouts) == 3 and checkouts[0] not in checkouts[1:]
+        assert pool.checkedout() == before
+    finally:
+        event.remove(db.sync_engine, "checkout", on_checkout)
+
+
+async def test_pinned_reads_see_writes_made_meanwhile(db: AsyncEngine) -> None:
+    """Reads hold no snapshot: a read after a write in the same request sees it."""
+    database = Database(db)
+    async with database.pinned_reads():
+        async with database.read() as session:
+            assert (await session.execute(select(User))).first() is None
+        async with database.write() as session:
+            session.add(User(username="later", password_hash="!"))
+        async with database.read() as session:
+            names = (await session.execute(select(User.username))).scalars().all()
+    assert names == ["later"]
+
+
+async def test_postgres_reads_run_outside_a_transaction(
+    settings: Settings, db: AsyncEngine
+) -> None:
+    """PostgreSQL read sessions are AUTOCOMMIT: no BEGIN/ROLLBACK round trips."""
+    require(settings, "postgresql")
+    database = Database(db)
+    async with database.read() as session:
+        first = await scalar_in(session, "SELECT now()")
+        await session.execute(text("SELECT pg_sleep(0.01)"))
+        second = await scalar_in(session, "SELECT now()")
+    # now() is the start of the transaction: it moves only if each statement is its own.
+    assert second > first
 
 
 def test_sqlite_pool_follows_settings(tmp_path: Path) -> None:
