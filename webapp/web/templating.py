@@ -17,7 +17,8 @@ from webapp.types import utcnow
 
 
 def escape_to_str(value: Any) -> str:
-    """What markupsafe.escape(value) holds, as a plain str instead of a new Markup object."""
+    """What markupsafe.escape(value) holds, as a plain str instead of a new Markup object
+    (the same steps, with markupsafe's own C escaper; tests/test_templating.py compares)."""
     if type(value) is str:
         return _escape_inner(value)
     html = getattr(value, "__html__", None)
