@@ -318,6 +318,41 @@ async def test_a_page_past_the_last_match_still_counts_the_matches(
     assert empty.items == [] and empty.count == 0
 
 
+async def test_a_page_deep_in_tied_values_reads_what_the_first_page_reads(
+    db: AsyncEngine, database: Database
+) -> None:
+    """An import gives thousands of rows one updated_at: page 41 inside such a block must
+    seek to its cursor, not read the 2,000 tied rows before it (counted on SQLite in
+    virtual-machine steps, which do not depend on the machine's speed)."""
+    if database.dialect != "sqlite":
+        pytest.skip("PostgreSQL seeks a row-value comparison by both columns itself")
+    await load(db, [row()] * 3_000)
+    pages = [await browse(database, principal=ADMIN, query=BrowseQuery(), signer=SIGNER)]
+    for _ in range(40):
+        follow = BrowseQuery(cursor=pages[-1].next_cursor)
+        pages.append(await browse(database, principal=ADMIN, query=follow, signer=SIGNER))
+    assert len(pages[-1].items) == 50
+    assert max(m.id for m in pages[-1].items) < min(m.id for m in pages[-2].items)
+    steps: list[int] = []
+
+    async def steps_for(query: BrowseQuery) -> int:
+        async with database.pinned_reads():
+            async with database.read() as session:
+                raw = await (await session.connection()).get_raw_connection()
+            driver = raw.driver_connection
+            await driver.set_progress_handler(lambda: steps.append(1), 100)
+            try:
+                steps.clear()
+                await browse(database, principal=ADMIN, query=query, signer=SIGNER)
+                return len(steps)
+            finally:
+                await driver.set_progress_handler(None, 0)
+
+    first = await steps_for(BrowseQuery())
+    deep = await steps_for(BrowseQuery(cursor=pages[-2].next_cursor))
+    assert deep <= 1.5 * first, (first, deep)
+
+
 @pytest.mark.parametrize(
     "mangle",
     [

@@ -11,9 +11,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, tuple_, union_all
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    and_,
+    func,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql.elements import ColumnClause, UnaryExpression
 
 from webapp.db import Database
 from webapp.models import BrowseQuery, LongTermMemory, MemoryRow
@@ -41,6 +52,7 @@ INDEXED_SORTS = frozenset({"updated_at", "importance"})
 
 _memories = LongTermMemory.__table__  # type: ignore[attr-defined]
 _c = _memories.c
+_ID: ColumnClause[int] = literal_column("id")
 
 
 @dataclass
@@ -147,8 +159,9 @@ def _page_statement(
     nullable = field in NULLABLE_SORTS
     columns = [*(_c[name] for name in MemoryRow._fields[:-1]), state_expression_now(), matches]
     if cursor is not None and dialect == "sqlite" and not nullable:
-        ids = _sqlite_after(conditions, column, descending, cursor, limit)
-        page = select(*columns).join(ids, ids.c.id == _c.id)
+        page = select(*columns).where(
+            _c.id.in_(_sqlite_after(conditions, column, descending, cursor, limit))
+        )
     else:
         page = select(*columns).where(*conditions)
         if cursor is not None:
@@ -162,14 +175,16 @@ def _sqlite_after(
     descending: bool,
     cursor: Cursor,
     limit: int,
-) -> Any:
-    """The ids of the next `limit` rows after cursor, for joining (SQLite, NOT NULL sorts).
+) -> CompoundSelect[Any]:
+    """The ids of the next `limit` rows after cursor, and some more (SQLite, NOT NULL sorts).
 
     SQLite seeks a row-value comparison `(value, id) < (?, ?)` by its first column only:
     inside a block of tied values (an import without timestamps gives thousands of rows
     one updated_at) it would read every tied row before the cursor, so that page 200
     costs like OFFSET. Two walks seek exactly: the rows tied with the cursor's value past
-    its id (an equality, then a range on id), then the rows past its value.
+    its id (an equality, then a range on id), then the rows past its value. (Their ids
+    are named by a literal column: building each subquery's column collection cost more
+    than running the statement.)
     """
     if descending:
         tied, past = [column == cursor.value, _c.id < cursor.id], column < cursor.value
@@ -180,7 +195,7 @@ def _sqlite_after(
         select(_c.id).where(*conditions, *tied).order_by(*order).limit(limit).subquery(),
         select(_c.id).where(*conditions, past).order_by(*order).limit(limit).subquery(),
     ]
-    return union_all(*(select(walk.c.id) for walk in walks)).subquery()
+    return union_all(*(select(_ID).select_from(walk) for walk in walks))
 
 
 def _count_driver(
