@@ -25,7 +25,10 @@ async def test_dashboard_counts_and_lists(db: AsyncEngine, session: AsyncSession
         session, user=alice, key="gone", namespace="old", expires_at=now - timedelta(days=1)
     )
     popular = await make_memory(session, user=alice, key="popular", access_count=9)
-    trashed = await make_memory(session, user=alice, key="trashed", access_count=50)
+    # Deleted and past its expiry: deleted wins (counted once, in Trash).
+    trashed = await make_memory(
+        session, user=alice, key="trashed", access_count=50, expires_at=now - timedelta(days=2)
+    )
     await make_memory(session, user=bob, key="bobs", access_count=3)
     await session.execute(
         update(LongTermMemory)

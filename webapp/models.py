@@ -155,6 +155,29 @@ class LongTermMemory(MemoryBase, table=True):
             sqlite_where=text("is_deleted IS 1"),
             postgresql_where=text("is_deleted IS true"),
         ),
+        # The other sorts of the browser walk these too. NULL sorts first on the way up
+        # (last in descending pages): SQLite's own order; PostgreSQL needs it named.
+        Index("ix_long_term_memory_created_at_id", "created_at", "id"),
+        Index("ix_long_term_memory_access_count_id", "access_count", "id"),
+        Index("ix_long_term_memory_last_accessed_at_id", "last_accessed_at", "id").ddl_if(
+            dialect="sqlite"
+        ),
+        Index(
+            "ix_long_term_memory_last_accessed_at_id",
+            text("last_accessed_at NULLS FIRST"),
+            "id",
+        ).ddl_if(dialect="postgresql"),
+        # Rows that expire and are not deleted, by user and expiry: what expires soon
+        # (dashboard, expiring_within) and the expired ones, counted from the index
+        # alone. Partial, so that no query for active rows is tempted to start
+        # from `expires_at IS NULL` (SQLite's statistics take it for a rare value).
+        Index(
+            "ix_long_term_memory_expiry",
+            "user_id",
+            "expires_at",
+            sqlite_where=text("is_deleted IS 0 AND expires_at IS NOT NULL"),
+            postgresql_where=text("is_deleted IS false AND expires_at IS NOT NULL"),
+        ),
         # The audit trail outlives purged rows, so an id must never be handed out twice.
         {"sqlite_autoincrement": True},
     )

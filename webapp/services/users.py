@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ScalarSelect, bindparam, case, func, select
+from sqlalchemy import ScalarSelect, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -17,8 +16,8 @@ from sqlmodel import col
 from webapp.db import Database
 from webapp.errors import Conflict, NotFound
 from webapp.models import LongTermMemory, User, UserCreate
-from webapp.services.filters import state_condition
 from webapp.services.principal import Principal
+from webapp.services.stats import state_counts
 from webapp.types import utcnow
 
 UNUSABLE_PASSWORD = "!"
@@ -108,7 +107,7 @@ async def list_users(
 ) -> list[UserSummary]:
     """Users by name (matching search in username or email), with their memory counts.
 
-    The counts are one grouped query over these users' rows only, through the user_id index.
+    The counts are grouped counts of these users' rows, answered from indexes alone.
     """
     query = select(User).order_by(col(User.username)).limit(limit)
     if search:
@@ -119,28 +118,21 @@ async def list_users(
             col(User.username).ilike(pattern, escape="\\")
             | col(User.email).ilike(pattern, escape="\\")
         )
-    now = utcnow()
     memories = LongTermMemory.__table__.c  # type: ignore[attr-defined]
-
-    def counted(state: str) -> Any:
-        return func.sum(case((state_condition(state, now=now), 1), else_=0))
-
     async with db.read() as session:
         users = list((await session.execute(query)).scalars())
-        summaries = {user.id: UserSummary(user=user) for user in users}
+        summaries = {user.id: UserSummary(user=user) for user in users if user.id is not None}
         if summaries:
-            counts = (
-                select(memories.user_id, counted("active"), counted("expired"), counted("deleted"))
-                .where(memories.user_id.in_(list(summaries)))
-                .group_by(memories.user_id)
-            )
-            for user_id, active, expired, deleted in await session.execute(counts):
-                summary = summaries[user_id]
-                summary.active, summary.expired, summary.deleted = (
-                    int(active or 0),
-                    int(expired or 0),
-                    int(deleted or 0),
-                )
+            scope = [memories.user_id.in_(list(summaries))]
+            statements = state_counts(scope, utcnow(), by=[memories.user_id])
+            counts: dict[str, dict[int, int]] = {}
+            for state, statement in statements.items():
+                rows = (await session.execute(statement)).all()
+                counts[state] = {int(user_id): int(n) for user_id, n in rows}
+            for user_id, summary in summaries.items():
+                summary.deleted = counts["deleted"].get(user_id, 0)
+                summary.expired = counts["expired"].get(user_id, 0)
+                summary.active = counts["total"].get(user_id, 0) - summary.deleted - summary.expired
     return list(summaries.values())
 
 
