@@ -126,7 +126,7 @@ def database(db: AsyncEngine) -> Database:
 
 
 @settings(
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -139,24 +139,37 @@ def database(db: AsyncEngine) -> Database:
     state=st.sampled_from(["active", "deleted", "all"]),
     namespace=st.sampled_from([None, "a", "a/"]),
     tag=st.sampled_from([[], ["x"], ["x", "y"]]),
+    narrowing=st.sampled_from(
+        [{}, {"min_importance": 0.5}, {"max_importance": 0.5}, {"accessed": "never"}]
+    ),
+    # A cap below the matches takes the other way of finding a narrowed page (_narrows).
+    cap=st.sampled_from([1_000, 2]),
     limit=st.integers(1, 7),
 )
 async def test_paging_visits_every_match_once_in_order_both_ways(
     db: AsyncEngine,
     database: Database,
+    monkeypatch: pytest.MonkeyPatch,
     rows: list[dict[str, Any]],
     sort: str,
     state: str,
     namespace: str | None,
     tag: list[str],
+    narrowing: dict[str, Any],
+    cap: int,
     limit: int,
 ) -> None:
+    import webapp.services.browse as module
+
     await load(db, rows)
-    query = BrowseQuery(sort=sort, state=state, namespace=namespace, tag=tag, limit=limit)
+    query = BrowseQuery(
+        sort=sort, state=state, namespace=namespace, tag=tag, limit=limit, **narrowing
+    )
     everything = await browse(
         database, principal=ADMIN, query=query.model_copy(update={"limit": 200}), signer=SIGNER
     )
     assert everything.next_cursor is None
+    monkeypatch.setattr(module, "COUNT_CAP", cap)
 
     pages = await every_page(database, query)
     forward = [memory for page in pages for memory in page.items]
@@ -164,7 +177,8 @@ async def test_paging_visits_every_match_once_in_order_both_ways(
     assert len(ids) == len(set(ids))
     assert set(ids) == {memory.id for memory in everything.items}
     assert all(len(page.items) == limit for page in pages[:-1])
-    assert all((page.count, page.count_capped) == (len(ids), False) for page in pages)
+    counted = (min(len(ids), cap), len(ids) > cap)
+    assert all((page.count, page.count_capped) == counted for page in pages)
     keys = [sort_key(memory, sort) for memory in forward]
     assert keys == sorted(keys, reverse=sort.startswith("-"))
     assert pages[0].prev_cursor is None
