@@ -14,15 +14,25 @@ keep-alive, the pages that serve bench_queries.py's queries with the same parame
     Q5 /memories?tag=TAG                    full page and partial
     Q6 page 200 of Q1 (rel="next" x 199)    full page and partial
     Q7 /trash?user=U                        full page and partial
+    F1 /memories?sort=created_at            full page and partial
+    F2 /memories?sort=-access_count         full page and partial
+    F3 /memories?sort=-last_accessed_at     full page and partial
+    F4 /memories?min_importance=0.9         full page and partial
+    F5 /memories?expiring_within=7          full page and partial
+    F6 /memories?namespace=PREFIX/          full page and partial (PREFIX: NS's first part)
     Q8 /memories/ID                         the detail page
+    D1 /                                    the dashboard (full page; no target)
+    U1 /users                               the users list with counts (full page; no target)
     W1 POST /memories/ID/importance         a plain form post (303) and an htmx post (200)
 
 Each request is set against bench_queries.py's raw-SQL floor for the same rows (sqlite3 or
-asyncpg in this process), timed alternately in the same run. Then it measures throughput:
-Q2's partial from 4 concurrent keep-alive clients for 10 s (wrk when installed, and async
-httpx), with the CPU used by the server and by the client. It prints a Markdown table per
-database with PASS/FAIL against the targets, never failing the exit status for a miss.
-Not a test: numbers vary with the machine's load.
+asyncpg in this process), timed alternately in the same run; the rows a page shows (for
+D1 its counts and memory links, for U1 each user's counts) are checked against the
+floor's. Then it measures throughput: Q2's partial from 4 concurrent keep-alive clients
+for 10 s (wrk when installed, and async httpx), with the CPU used by the server and by
+the client. It prints a Markdown table per database with PASS/FAIL against the targets
+(none for D1 and U1), never failing the exit status for a miss. Not a test: numbers vary
+with the machine's load.
 
     python bench/bench_http.py --rows 20000 --runs 10                # quick try
     python bench/bench_http.py --file /tmp/m1m.jsonl --keep --json   # 1M rows, kept
@@ -52,6 +62,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -59,7 +70,9 @@ import psutil
 from bench_queries import (
     DEPTH,
     DEPTH_RATIO,
+    EXPIRING_WITHIN_DAYS,
     HEAVY_USER,
+    MIN_IMPORTANCE,
     PAGE,
     REPO,
     BenchError,
@@ -75,6 +88,7 @@ from bench_queries import (
     choose_params,
     dataset,
     describe,
+    namespace_prefix,
     postgres_database,
     sqlite_database,
     timed,
@@ -97,6 +111,13 @@ OTHERS_P95_MS = {"Q1": 865, "Q2": 161, "Q4": 494, "Q5": 1100, "Q6": 3200, "Q8": 
 OTHERS_RPS = 7
 HX = {"HX-Request": "true"}
 IDS = re.compile(r'data-memory-id="(\d+)"|<tr id="trash-(\d+)"')
+STAT_VALUE = re.compile(r'<span class="stat-value">([\d,]+)</span>')
+MEMORY_LINK = re.compile(r'<li>\s*<a href="/memories/(\d+)">')
+USER_COUNTS = re.compile(
+    r'<td class="num">(?:<a [^>]*>)?([\d,]+)(?:</a>)?</td>\s*'
+    r'<td class="num">(?:<a [^>]*>)?([\d,]+)(?:</a>)?</td>\s*'
+    r'<td class="num">(?:<a [^>]*>)?([\d,]+)(?:</a>)?</td>'
+)
 NEXT = re.compile(r'<a rel="next" href="([^"]+)"')
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 SESSION_CSRF = re.compile(r"hx-headers='\{\"X-CSRF-Token\": \"([^\"]+)\"\}'")
@@ -295,7 +316,7 @@ class Variant:
     """One way of asking for a query over HTTP (full page, partial, post), and its timings."""
 
     what: str
-    target_ms: float
+    target_ms: float | None  # None: no target, no PASS/FAIL
     fetch: Fetch
     side: Side = field(default_factory=Side)
     sizes: list[int] = field(default_factory=list)
@@ -313,18 +334,25 @@ class Probe:
     floor_side: Side = field(default_factory=Side)
     check_ids: bool = True
     editor: Editor | None = None
+    floor_view: Callable[[list[int]], list[int]] | None = None
+    """What of the floor's ids a page shows, if not all of them (applied untimed)."""
 
 
 def get_fetch(
-    client: httpx.AsyncClient, urls: Iterator[str], headers: dict[str, str], sizes: list[int]
+    client: httpx.AsyncClient,
+    urls: Iterator[str],
+    headers: dict[str, str],
+    sizes: list[int],
+    shown: Callable[[str], list[int]] = page_ids,
 ) -> Fetch:
-    """A Fetch that GETs the next URL (200 expected) and returns the memory ids it shows."""
+    """A Fetch that GETs the next URL (200 expected) and returns what it shows (by default
+    the memory ids)."""
 
     async def fetch() -> list[int]:
         """GET the next URL; the ids it shows."""
         response = expect(await client.get(next(urls), headers=headers), 200)
         sizes.append(len(response.content))
-        return page_ids(response.text)
+        return shown(response.text)
 
     return fetch
 
@@ -337,6 +365,39 @@ def list_probe(client: httpx.AsyncClient, case: Case, url: str, label: str | Non
         fetch = get_fetch(client, itertools.repeat(url), headers, sizes)
         variants.append(Variant(what, LIST_P95_MS, fetch, sizes=sizes))
     return Probe(case.name, label or case.label, variants, case.floor)
+
+
+def dashboard_numbers(text: str) -> list[int]:
+    """The dashboard's four counts, then the ids of the memories its three lists link to."""
+    counts = [int(value.replace(",", "")) for value in STAT_VALUE.findall(text)]
+    return counts + [int(memory_id) for memory_id in MEMORY_LINK.findall(text)]
+
+
+def user_counts(text: str) -> list[int]:
+    """The users list's active, expired and deleted counts, user after user."""
+    return [int(value.replace(",", "")) for row in USER_COUNTS.findall(text) for value in row]
+
+
+def counts_only(values: list[int]) -> list[int]:
+    """U1's floor without the user ids (id, active, expired, deleted per user): the page
+    shows names, not ids."""
+    return [value for i, value in enumerate(values) if i % 4]
+
+
+def page_probe(
+    client: httpx.AsyncClient,
+    case: Case,
+    url: str,
+    shown: Callable[[str], list[int]],
+    floor_view: Callable[[list[int]], list[int]] | None = None,
+) -> Probe:
+    """A page with no target (D1, U1): the full page of url, against case's floor; shown
+    reads the page's values, floor_view picks those of the floor's the page shows."""
+    sizes: list[int] = []
+    fetch = get_fetch(client, itertools.repeat(url), {}, sizes, shown)
+    variant = Variant("full page", None, fetch, sizes=sizes)
+    label = f"{case.label} ({url})"
+    return Probe(case.name, label, [variant], case.floor, floor_view=floor_view)
 
 
 def detail_probe(client: httpx.AsyncClient, case: Case, ids: list[int]) -> Probe:
@@ -413,6 +474,8 @@ async def measure(probe: Probe, *, runs: int, warmup: int) -> None:
     floor = probe.floor_side.ids
     if not probe.check_ids or floor is None:
         return
+    if probe.floor_view is not None:
+        floor = probe.floor_view(floor)
     for variant in probe.variants:
         if variant.side.ids is None:
             continue
@@ -588,6 +651,7 @@ async def build_probes(
 ) -> list[Probe]:
     """Every HTTP probe, in bench_queries.py's order (the write last: it reorders Q1)."""
     heavy = f"user={HEAVY_USER}"
+    prefix = quote(namespace_prefix(params.namespace) + "/")
     deep_url, followed = await page_url(client, "/memories", DEPTH)
     print(f"  page {followed + 1} of /memories reached by {followed} rel=next links", flush=True)
     probes = [
@@ -598,7 +662,15 @@ async def build_probes(
         list_probe(client, cases["Q5"], f"/memories?tag={params.tag}"),
         list_probe(client, cases["Q6"], deep_url, f"Q6 Q1 at page {followed + 1} (rel=next)"),
         list_probe(client, cases["Q7"], f"/trash?{heavy}", f"Q7 {HEAVY_USER} Trash (/trash)"),
+        list_probe(client, cases["F1"], "/memories?sort=created_at"),
+        list_probe(client, cases["F2"], "/memories?sort=-access_count"),
+        list_probe(client, cases["F3"], "/memories?sort=-last_accessed_at"),
+        list_probe(client, cases["F4"], f"/memories?min_importance={MIN_IMPORTANCE}"),
+        list_probe(client, cases["F5"], f"/memories?expiring_within={EXPIRING_WITHIN_DAYS}"),
+        list_probe(client, cases["F6"], f"/memories?namespace={prefix}"),
         detail_probe(client, cases["Q8"], params.get_ids),
+        page_probe(client, cases["D1"], "/", dashboard_numbers),
+        page_probe(client, cases["U1"], "/users", user_counts, counts_only),
         await write_probe(client, cases["W1"], params.write_ids[0], csrf),
     ]
     return probes
@@ -644,26 +716,38 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _target(target_ms: float | None) -> str:
+    """A target p95 as the table shows it: `< 30`, or - for none."""
+    return "-" if target_ms is None else f"< {target_ms:.0f}"
+
+
 def probe_rows(probe: Probe) -> list[list[str]]:
     """The table's cells for each variant of a probe."""
     floor = probe.floor_side.p95
     rows = []
     for variant in probe.variants:
-        side = variant.side
+        side, target = variant.side, variant.target_ms
         if side.error is not None:
             error = "error: " + side.error.replace("|", "\\|")
-            verdict = [error, "-", _ms(floor), "-", f"< {variant.target_ms:.0f}", "FAIL"]
+            verdict = [
+                error,
+                "-",
+                _ms(floor),
+                "-",
+                _target(target),
+                "-" if target is None else "FAIL",
+            ]
         else:
             p95 = side.p95
             ratio = f"{p95 / floor:.0f}x" if p95 is not None and floor else "-"
-            passed = p95 is not None and p95 < variant.target_ms
+            passed = p95 is not None and target is not None and p95 < target
             verdict = [
                 _ms(side.median),
                 _ms(p95),
                 _ms(floor) if probe.floor_side.error is None else "error",
                 ratio,
-                f"< {variant.target_ms:.0f}",
-                "PASS" if passed else "FAIL",
+                _target(target),
+                "-" if target is None else "PASS" if passed else "FAIL",
             ]
         size = f"{statistics.median(variant.sizes) / 1024:.0f}" if variant.sizes else "-"
         rows.append([probe.label, variant.what, *verdict, size])

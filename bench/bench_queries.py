@@ -3,20 +3,28 @@
 
 For each database (a SQLite file, a PostgreSQL database) it gets a loaded database (one
 given with --sqlite-path / --postgres-url, or a fresh one filled with `memory-admin
-migrate` and `memory-admin import`), then times nine operations as the app runs them
-(webapp.services over webapp.db's engine, as an admin, 50 rows a page):
+migrate` and `memory-admin import`), then times seventeen operations as the app runs
+them (webapp.services over webapp.db's engine, as an admin, 50 rows a page), in this order:
 
-    Q1 active memories, newest first        Q6 Q1 at page 200 (keyset cursor)
-    Q2 user-00001 by importance             Q7 user-00001's Trash
-    Q3 user-00001's busiest namespace       Q8 one memory by id
-    Q4 full text, a word in ~2% of rows     W1 an importance edit with its event
-    Q5 one tag on ~2% of rows
+    Q1 active memories, newest first        F1 all active, oldest first (sort=created_at)
+    Q2 user-00001 by importance             F2 most accessed first (sort=-access_count)
+    Q3 user-00001's busiest namespace       F3 last accessed first (sort=-last_accessed_at)
+    Q4 full text, a word in ~2% of rows     F4 min_importance=0.9
+    Q5 one tag on ~2% of rows               F5 expiring_within=7 (days)
+    Q6 Q1 at page 200 (keyset cursor)       F6 namespace=PREFIX/ (Q3's namespace's first part)
+    Q7 user-00001's Trash                   Q8 one memory by id
+    D1 the dashboard: counts per state, distinct namespaces, its three lists of 10
+    U1 the users list with each user's memory counts per state
+    W1 an importance edit with its event (last: it moves a row to the top)
 
 A browse run is the whole service call (page, capped count, cursors). Each is set
 against the best hand-written SQL for the same rows through the raw driver (sqlite3,
-asyncpg), with no count, measured in the same run, alternating with the service call.
-It prints median and p95 (nearest rank) in ms per query. Not a test: numbers vary with
-the machine's load. W1 writes to the database, so a reused database changes a little.
+asyncpg), with no count, measured in the same run, alternating with the service call
+(D1's floor: the counts in one statement and the three lists; U1's: one statement
+counting each listed user's memories per state). It prints median and p95 (nearest
+rank) in ms per query, and whether every p95 but D1's and U1's (no target) is under
+20 ms. Not a test: numbers vary with the machine's load. W1 writes to the database, so
+a reused database changes a little.
 
     python bench/bench_queries.py --rows 1000000 --keep       # load once, keep the databases
     python bench/bench_queries.py --db sqlite --sqlite-path /tmp/ma-bench-queries-x/memories.db
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import itertools
 import os
 import random
@@ -44,7 +53,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -57,6 +66,8 @@ from webapp.services.browse import browse
 from webapp.services.cursors import CursorSigner
 from webapp.services.memories import get_memory, update_memory
 from webapp.services.principal import Principal
+from webapp.services.stats import EXPIRING_SOON_DAYS, LIST_SIZE, dashboard
+from webapp.services.users import list_users
 from webapp.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,6 +80,10 @@ SAMPLE = 20_000  # rows sampled to pick the word and the tag
 TARGET_SHARE = 0.02
 P95_BUDGET_MS = 20.0
 DEPTH_RATIO = 1.2
+MIN_IMPORTANCE = 0.9  # F4
+EXPIRING_WITHIN_DAYS = 7  # F5
+USERS_LIMIT: int = inspect.signature(list_users).parameters["limit"].default
+"""How many users the /users page lists (list_users's default, which the page uses)."""
 
 Fetch = Callable[[], Awaitable[list[int]]]
 
@@ -86,6 +101,8 @@ class Raw(Protocol):
     dialect: str
 
     def now(self) -> Any: ...
+
+    def stamp(self, moment: datetime) -> Any: ...
 
     async def fetch(self, sql: str, *params: Any) -> list[Any]: ...
 
@@ -113,6 +130,10 @@ class RawSqlite:
     def now(self) -> str:
         """The current time as the app stores it in SQLite (UTC text)."""
         return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def stamp(self, moment: datetime) -> str:
+        """An aware UTC time as the app stores it in SQLite."""
+        return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
 
     async def fetch(self, sql: str, *params: Any) -> list[Any]:
         """Every row of a query."""
@@ -152,6 +173,10 @@ class RawPostgres:
     def now(self) -> datetime:
         """The current time, aware UTC."""
         return datetime.now(UTC)
+
+    def stamp(self, moment: datetime) -> datetime:
+        """An aware UTC time, as asyncpg takes it."""
+        return moment
 
     def _numbered(self, sql: str) -> str:
         if sql not in self._sql:
@@ -194,6 +219,24 @@ def floor_sql(dialect: str) -> dict[str, str]:
 
     memories = "SELECT * FROM long_term_memory WHERE"
     newest = f"ORDER BY updated_at DESC, id DESC LIMIT {PAGE}"
+    # Not deleted and expiring between ? and ? (active: `expires_at > now` excludes NULL);
+    # `IS` for a partial index on the rows that are not deleted, as for Trash's.
+    kept = f"is_deleted IS {no}"
+    expiring = f"{kept} AND expires_at > ? AND expires_at <= ?"
+    # NULL sorts smallest in SQLite, so a plain DESC already puts the never-accessed last.
+    nulls_last = "" if dialect == "sqlite" else " NULLS LAST"
+
+    def count(*where: str) -> str:
+        """A scalar subquery counting the memories that match every condition of where."""
+        conditions = f" WHERE {' AND '.join(where)}" if where else ""
+        return f"(SELECT count(*) FROM long_term_memory{conditions})"
+
+    # All rows, the deleted and the expired, each counted on its own so that each can be
+    # answered from an index (user_id or any other, Trash's partial index, an expiry
+    # index); active is what remains.
+    expired = f"{kept} AND expires_at <= ?"
+    mine = "user_id = users.id"
+
     if dialect == "sqlite":
         # The word and the tag are common: walk the updated_at index and test each row
         # (`id + 0` keeps SQLite from starting at the match list and sorting it all).
@@ -205,9 +248,27 @@ def floor_sql(dialect: str) -> dict[str, str]:
             f"{memories} id + 0 IN (SELECT memory_id FROM memory_tag WHERE tag = ?)"
             f" AND {active()} {newest}"
         )
+        # SQLite's statistics do not say that importance >= 0.9 is rare (~0.006% of
+        # rows): `+updated_at` makes it find them by the importance index and sort them,
+        # instead of walking the updated_at index through every row.
+        important = (
+            f"{memories} importance >= {MIN_IMPORTANCE} AND {active()}"
+            f" ORDER BY +updated_at DESC, id DESC LIMIT {PAGE}"
+        )
+        # The other way round for a common prefix (F6's is the heaviest user's busiest
+        # namespace's, ~30% of rows): walk the updated_at index and test each row rather
+        # than collect every match from the namespace index and sort them.
+        in_prefix = "(+namespace = ? OR (+namespace >= ? AND +namespace < ?))"
     else:
         text = f"{memories} search_vector @@ to_tsquery('simple', ?) AND {active()} {newest}"
         tag = f"{memories} tags @> ?::jsonb AND {active()} {newest}"
+        # PostgreSQL takes importance >= 0.9 for 0.3% of rows, not 0.006%, and walks the
+        # updated_at index past a million rows (1 s): collect the matches first instead.
+        important = (
+            f"WITH matches AS MATERIALIZED (SELECT * FROM long_term_memory WHERE importance"
+            f" >= {MIN_IMPORTANCE} AND {active()}) SELECT * FROM matches {newest}"
+        )
+        in_prefix = "(namespace = ? OR (namespace >= ? AND namespace < ?))"
     return {
         "Q1": f"{memories} {active()} {newest}",
         "Q2": f"{memories} user_id = ? AND {active()} ORDER BY importance DESC, id DESC"
@@ -218,6 +279,31 @@ def floor_sql(dialect: str) -> dict[str, str]:
         "Q6": f"{memories} {active()} AND (updated_at, id) < (?, ?) {newest}",
         "Q7": f"{memories} user_id = ? AND {trash} {newest}",
         "Q8": f"{memories} id = ? AND is_deleted = {no}",
+        "F1": f"{memories} {active()} ORDER BY created_at, id LIMIT {PAGE}",
+        "F2": f"{memories} {active()} ORDER BY access_count DESC, id DESC LIMIT {PAGE}",
+        "F3": f"{memories} {active()} ORDER BY last_accessed_at DESC{nulls_last}, id DESC"
+        f" LIMIT {PAGE}",
+        "F4": important,
+        "F5": f"{memories} {expiring} {newest}"
+        if dialect == "sqlite"
+        # A prepared statement's generic plan walks the updated_at index (46 ms).
+        else f"WITH matches AS MATERIALIZED ({memories} {expiring}) SELECT * FROM matches {newest}",
+        "F6": f"{memories} {in_prefix} AND {active()} {newest}",
+        # The distinct namespaces as a subquery: SQLite reads them off the namespace
+        # index, PostgreSQL hashes them instead of sorting them.
+        "D1 counts": f"SELECT {count()} AS n_total, {count(trash)} AS n_deleted,"
+        f" {count(expired)} AS n_expired, (SELECT count(*) FROM"
+        " (SELECT DISTINCT namespace FROM long_term_memory) AS listed) AS n_namespaces",
+        "D1 expiring": f"{memories} {expiring} ORDER BY expires_at, id LIMIT {LIST_SIZE}",
+        "D1 recent": "SELECT * FROM long_term_memory ORDER BY updated_at DESC, id DESC"
+        f" LIMIT {LIST_SIZE}",
+        "D1 accessed": f"{memories} access_count > 0 AND {active()}"
+        f" ORDER BY access_count DESC, id DESC LIMIT {LIST_SIZE}",
+        # The same counts per user, for the first users by name: index seeks per user
+        # (the counts are evaluated for the rows the LIMIT keeps only).
+        "U1": f"SELECT users.*, {count(mine)} AS n_total, {count(mine, trash)} AS n_deleted,"
+        f" {count(mine, expired)} AS n_expired FROM users ORDER BY username"
+        f" LIMIT {USERS_LIMIT}",
         "position": f"SELECT updated_at, id FROM long_term_memory WHERE {active()}"
         " ORDER BY updated_at DESC, id DESC LIMIT 1 OFFSET ?",
         "W1 update": "UPDATE long_term_memory SET importance = ?, version = version + 1,"
@@ -261,6 +347,7 @@ class Case:
     ours: Fetch
     floor: Fetch
     check_ids: bool = True
+    judged: bool = True  # held to P95_BUDGET_MS (D1 and U1 have no target)
     ours_side: Side = field(default_factory=Side)
     floor_side: Side = field(default_factory=Side)
     ids_match: bool | None = None
@@ -468,6 +555,62 @@ class Bench:
 
         return Case("Q8", "Q8 get by id", ours, floor)
 
+    def dashboard_case(self) -> Case:
+        """D1: the dashboard as an admin sees it; both sides give the four counts, then the
+        ids of its three lists (expiring soon, recently changed, most accessed)."""
+
+        async def ours() -> list[int]:
+            stats = await dashboard(self.db, principal=self.principal)
+            listed = [*stats.expiring_soon, *stats.recently_changed, *stats.most_accessed]
+            counts = [stats.active, stats.expired, stats.deleted, stats.namespaces]
+            return counts + [m.id for m in listed if m.id is not None]
+
+        async def floor() -> list[int]:
+            moment = datetime.now(UTC)
+            now = self.raw.stamp(moment)
+            soon = self.raw.stamp(moment + timedelta(days=EXPIRING_SOON_DAYS))
+            n = (await self.raw.fetch(self.sql["D1 counts"], now))[0]
+            rows = [
+                *await self.raw.fetch(self.sql["D1 expiring"], now, soon),
+                *await self.raw.fetch(self.sql["D1 recent"]),
+                *await self.raw.fetch(self.sql["D1 accessed"], now),
+            ]
+            active = n["n_total"] - n["n_deleted"] - n["n_expired"]
+            counts = [active, n["n_expired"], n["n_deleted"], n["n_namespaces"]]
+            return [*counts, *(row["id"] for row in rows)]
+
+        return Case("D1", "D1 dashboard", ours, floor, judged=False)
+
+    def users_case(self) -> Case:
+        """U1: the users list of /users (no search) with each user's counts per state; both
+        sides give user id, active, expired, deleted for each user in the list's order."""
+
+        async def ours() -> list[int]:
+            summaries = await list_users(self.db)
+            case.label = f"U1 users list with counts ({len(summaries):,} users)"
+            return [
+                value
+                for s in summaries
+                if s.user.id is not None
+                for value in (s.user.id, s.active, s.expired, s.deleted)
+            ]
+
+        async def floor() -> list[int]:
+            rows = await self.raw.fetch(self.sql["U1"], self.raw.now())
+            return [
+                value
+                for row in rows
+                for value in (
+                    row["id"],
+                    row["n_total"] - row["n_deleted"] - row["n_expired"],
+                    row["n_expired"],
+                    row["n_deleted"],
+                )
+            ]
+
+        case = Case("U1", "U1 users list with counts", ours, floor, judged=False)
+        return case
+
     async def write_case(self) -> Case:
         """W1: importance edits alternating between two values, so that every run writes."""
         ours_id, floor_id = self.p.write_ids
@@ -516,6 +659,14 @@ class Bench:
         text = self.browse_case("Q4", f"Q4 q={p.word}", {"q": p.word}, lambda now: (text_key, now))
         if "q" not in BrowseQuery.model_fields:  # pydantic would ignore it silently
             text.ours = failing(RuntimeError("BrowseQuery has no `q` field yet"))
+        prefix = namespace_prefix(p.namespace)
+        week = timedelta(days=EXPIRING_WITHIN_DAYS)
+
+        def expiring_keys(_: Any) -> tuple[Any, ...]:
+            """F5's floor parameters: now and now + EXPIRING_WITHIN_DAYS."""
+            moment = datetime.now(UTC)
+            return self.raw.stamp(moment), self.raw.stamp(moment + week)
+
         return [
             self.browse_case("Q1", "Q1 all active, newest", {}, lambda now: (now,)),
             self.browse_case(
@@ -539,9 +690,46 @@ class Bench:
                 {**heavy, "state": "deleted"},
                 lambda _: (p.user_id,),
             ),
+            self.browse_case(
+                "F1", "F1 all active, oldest first", {"sort": "created_at"}, lambda now: (now,)
+            ),
+            self.browse_case(
+                "F2", "F2 most accessed first", {"sort": "-access_count"}, lambda now: (now,)
+            ),
+            self.browse_case(
+                "F3",
+                "F3 last accessed first",
+                {"sort": "-last_accessed_at"},
+                lambda now: (now,),
+            ),
+            self.browse_case(
+                "F4",
+                f"F4 importance >= {MIN_IMPORTANCE}",
+                {"min_importance": MIN_IMPORTANCE},
+                lambda now: (now,),
+            ),
+            self.browse_case(
+                "F5",
+                f"F5 expiring within {EXPIRING_WITHIN_DAYS} days",
+                {"expiring_within": EXPIRING_WITHIN_DAYS},
+                expiring_keys,
+            ),
+            self.browse_case(
+                "F6",
+                f"F6 namespace {prefix}/",
+                {"namespace": f"{prefix}/"},
+                lambda now: (prefix, f"{prefix}/", f"{prefix}0", now),
+            ),
             self.get_case(),
+            self.dashboard_case(),
+            self.users_case(),
             await self.write_case(),
         ]
+
+
+def namespace_prefix(namespace: str) -> str:
+    """The first segment of a namespace ("projects" for "projects/dynamo"): F6's filter."""
+    return namespace.split("/", 1)[0]
 
 
 def alternating(current: float) -> Iterator[float]:
@@ -588,6 +776,7 @@ def case_json(case: Case) -> dict[str, Any]:
         "name": case.name,
         "label": case.label,
         "ids_match": case.ids_match,
+        "judged": case.judged,
         "cells": row_cells(case),
         **{
             name: {
@@ -631,11 +820,12 @@ def p95_of(result: dict[str, Any], name: str) -> float | None:
 
 
 def verdicts(result: dict[str, Any]) -> dict[str, Any]:
-    """Whether every p95 of ours is under the budget, and whether depth costs little."""
+    """Whether every judged p95 of ours (not D1's, U1's) is under the budget, and whether
+    depth costs little."""
     slow = [
         f"{q['name']} failed" if q["ours"]["error"] else f"{q['name']} {q['ours']['p95_ms']:.1f} ms"
         for q in result["queries"]
-        if q["ours"]["error"] or q["ours"]["p95_ms"] >= P95_BUDGET_MS
+        if q.get("judged", True) and (q["ours"]["error"] or q["ours"]["p95_ms"] >= P95_BUDGET_MS)
     ]
     q1, q6 = p95_of(result, "Q1"), p95_of(result, "Q6")
     depth_ratio = q6 / q1 if q1 and q6 is not None else None
@@ -663,8 +853,10 @@ def print_report(results: list[dict[str, Any]]) -> None:
         deep = "unknown (Q1 or Q6 failed)"
         if ratio is not None:
             deep = f"{'yes' if v['q6_within_ratio'] else 'no'} ({ratio:.2f}x)"
+        free = [q["name"] for q in result["queries"] if not q.get("judged", True)]
+        but = f" (but {', '.join(free)}: no target)" if free else ""
         print(
-            f"{result['db']}: every p95 under {P95_BUDGET_MS:.0f} ms: {under}; "
+            f"{result['db']}: every p95{but} under {P95_BUDGET_MS:.0f} ms: {under}; "
             f"Q6 p95 <= {DEPTH_RATIO}x Q1 p95: {deep}"
         )
 
