@@ -254,6 +254,37 @@ async def test_concurrent_writers_all_succeed(sqlite_engine: AsyncEngine) -> Non
         assert await scalar(conn, "SELECT n FROM counter") == WRITERS
 
 
+async def test_sqlite_writers_of_one_process_take_turns_before_begin(
+    sqlite_engine: AsyncEngine, statements: list[str]
+) -> None:
+    """Database.write() on SQLite queues writers of this process on a lock, so a second
+    writer sends its BEGIN IMMEDIATE only once the first has committed (instead of
+    waiting in SQLite's busy handler, which sleeps in steps of up to 100 ms)."""
+    database = Database(sqlite_engine)
+    first_inside, release = asyncio.Event(), asyncio.Event()
+
+    async def first() -> None:
+        async with database.write() as session:
+            await session.execute(text("UPDATE counter SET n = n + 1"))
+            first_inside.set()
+            await release.wait()
+
+    async def second() -> None:
+        async with database.write() as session:
+            await session.execute(text("UPDATE counter SET n = n + 10"))
+
+    holder = asyncio.create_task(first())
+    await first_inside.wait()
+    waiter = asyncio.create_task(second())
+    await asyncio.sleep(0.05)
+    assert statements.count("BEGIN IMMEDIATE") == 1 and not waiter.done()
+    release.set()
+    await asyncio.gather(holder, waiter)
+    assert statements.count("BEGIN IMMEDIATE") == 2
+    async with sqlite_engine.connect() as conn:
+        assert await scalar(conn, "SELECT n FROM counter") == 11
+
+
 async def test_concurrent_writers_on_module_database(settings: Settings, db: AsyncEngine) -> None:
     """The same holds on the migrated test database: each writer's read sees the last write."""
     require(settings, "sqlite")
