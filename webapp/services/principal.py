@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import ColumnElement, true
 
@@ -18,6 +18,8 @@ class Principal:
     username: str
     is_admin: bool = False
     token_id: int | None = None
+    scope_user_id: int | None = None
+    """Set by acting_for: the one user whose memories this principal works on."""
 
     @classmethod
     def operator(cls, name: str = "cli") -> Principal:
@@ -47,22 +49,42 @@ class Principal:
             return f"operator:{self.username}"
         return f"user:{self.username}"
 
+    def acting_for(self, user_id: int) -> Principal:
+        """This principal working on one user's memories only: its own, or (admins only)
+        another user's. The audit trail still names this principal. Another user's id
+        without being an admin is NotFound, never a refusal that confirms they exist."""
+        if user_id != self.user_id and not self.is_admin:
+            raise NotFound("no such user")
+        return replace(self, scope_user_id=user_id)
+
+    @property
+    def sees_everyone(self) -> bool:
+        """Whether every user's memories are visible (an admin not acting for one user)."""
+        return self.is_admin and self.scope_user_id is None
+
+    @property
+    def own_user_id(self) -> int | None:
+        """Whose memories are written when no owner is named: the scope, else its own."""
+        return self.scope_user_id if self.scope_user_id is not None else self.user_id
+
     def visible(self) -> ColumnElement[bool]:
         """The condition restricting memories to what this principal may see."""
-        if self.is_admin:
+        if self.sees_everyone:
             return true()
-        return LongTermMemory.__table__.c.user_id == self.user_id  # type: ignore[attr-defined]
+        return LongTermMemory.__table__.c.user_id == self.own_user_id  # type: ignore[attr-defined]
 
     def owner_for(self, user_id: int | None) -> int:
-        """The user a write acts for: self, or (admins only) another user.
+        """The user a write acts for: its own (or its scope's), or (admins only) another
+        user.
 
         Acting for someone else without being an admin is NotFound, never a refusal
         that would confirm the other user exists.
         """
-        if user_id is None or user_id == self.user_id:
-            if self.user_id is None:
+        own = self.own_user_id
+        if user_id is None or user_id == own:
+            if own is None:
                 raise InvalidInput("say which user this memory belongs to")
-            return self.user_id
-        if not self.is_admin:
+            return own
+        if not self.sees_everyone:
             raise NotFound("no such user")
         return user_id

@@ -84,7 +84,7 @@ def _age_days(updated_at: Any, dialect: str, now: datetime) -> ColumnElement[flo
 async def _owner(db: Database, principal: Principal, user: str | None) -> int | None:
     """Whose memories to search: the principal's own, or (admins) the named user's."""
     if user is None:
-        return principal.user_id
+        return principal.own_user_id
     async with db.read() as session:
         owner = await visible_user_id(session, principal, user)
     if owner is None:
@@ -96,6 +96,31 @@ async def search(
     db: Database, *, principal: Principal, request: SearchRequest, user: str | None = None
 ) -> list[ScoredMemory]:
     """The best-ranked active memories for request, counting each returned one as an access."""
+    ranked = await rank(db, principal=principal, request=request, user=user)
+    counted = await count_access(db, ids=[scored.memory_id for scored in ranked])
+    return [
+        ScoredMemory(
+            memory=counted[scored.memory_id], score=scored.score, score_components=scored.parts
+        )
+        for scored in ranked
+        if scored.memory_id in counted
+    ]
+
+
+@dataclass
+class Ranked:
+    """A match's place in a ranking, before it is read (and counted as an access)."""
+
+    memory_id: int
+    score: float
+    parts: dict[str, float]
+
+
+async def rank(
+    db: Database, *, principal: Principal, request: SearchRequest, user: str | None = None
+) -> list[Ranked]:
+    """The ids of the best-ranked active memories for request, best first, with their
+    scores; reading them is not yet an access (count_access)."""
     now = utcnow()
     owner = await _owner(db, principal, user)
     relevance, match = _relevance(request.query, db.dialect)
@@ -131,25 +156,31 @@ async def search(
         .order_by(score.desc(), s.id.desc())
         .limit(request.limit)
     )
-    async with db.write() as session:
+    async with db.read() as session:
         rows = (await session.execute(ranked)).all()
-        if not rows:
-            return []
-        ids = [row.id for row in rows]
-        counted = (
-            update(LongTermMemory)
-            .where(_c.id.in_(ids))
-            .values(access_count=_c.access_count + 1, last_accessed_at=now)
-            .returning(LongTermMemory)
-            .execution_options(synchronize_session=False)
-        )
-        memories = {memory.id: memory for memory in (await session.execute(counted)).scalars()}
     return [
-        ScoredMemory(
-            memory=memories[row.id],
+        Ranked(
+            memory_id=row.id,
             score=round(float(row.score), 6),
-            score_components={name: round(float(getattr(row, name)), 6) for name in WEIGHTS},
+            parts={name: round(float(getattr(row, name)), 6) for name in WEIGHTS},
         )
         for row in rows
-        if row.id in memories
     ]
+
+
+async def count_access(db: Database, *, ids: list[int]) -> dict[int, LongTermMemory]:
+    """Count one access to each of ids that is still active (in SQL, not read-modify-
+    write), and return those memories by id as they are after it."""
+    if not ids:
+        return {}
+    now = utcnow()
+    counted = (
+        update(LongTermMemory)
+        .where(_c.id.in_(ids), state_condition("active", now=now))
+        .values(access_count=_c.access_count + 1, last_accessed_at=now)
+        .returning(LongTermMemory)
+        .execution_options(synchronize_session=False)
+    )
+    async with db.write() as session:
+        memories = (await session.execute(counted)).scalars().all()
+    return {memory.id: memory for memory in memories if memory.id is not None}

@@ -80,7 +80,7 @@ async def visible_user_id(session: AsyncSession, principal: Principal, username:
     """
     query = select(col(User.id)).where(col(User.username) == username)
     user_id = (await session.execute(query)).scalar_one_or_none()
-    if user_id is None or (not principal.is_admin and user_id != principal.user_id):
+    if user_id is None or (not principal.sees_everyone and user_id != principal.own_user_id):
         return None
     return user_id
 
