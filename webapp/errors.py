@@ -7,6 +7,8 @@ class MemoryAdminError(Exception):
     """Base of every error a user can act on; the message is shown as is."""
 
     status_code = 400
+    headers: dict[str, str] | None = None
+    """Response headers the error calls for (WWW-Authenticate for a 401)."""
 
 
 class NotFound(MemoryAdminError):

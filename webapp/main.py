@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from webapp import __version__
+from webapp.api import mount_api
 from webapp.db import Database, PinnedReadsPerRequest, create_engine, create_sessionmaker
 from webapp.errors import MemoryAdminError
 from webapp.paths import resource_dir
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(resource_dir("static"))), name="static")
     _add_error_handlers(app)
     mount_admin_app(app, settings, secret_key)
+    mount_api(app)
     app.add_middleware(PinnedReadsPerRequest, database=app.state.db)
 
     @app.get("/healthz", name="healthz", include_in_schema=False)
@@ -91,23 +93,26 @@ def _wants_html(request: Request) -> bool:
 def _add_error_handlers(app: FastAPI) -> None:
     """One handler per error family: an HTML page for browsers, JSON for everything else."""
 
-    def render(request: Request, status_code: int, message: str) -> Response:
+    def render(
+        request: Request, status_code: int, message: str, headers: Mapping[str, str] | None = None
+    ) -> Response:
         if _wants_html(request) or is_htmx(request):
             return render_page(
                 request,
                 "errors/error.html",
                 {"status_code": status_code, "message": message},
                 status_code=status_code,
+                headers=dict(headers) if headers else None,
             )
-        return JSONResponse({"detail": message}, status_code=status_code)
+        return JSONResponse({"detail": message}, status_code=status_code, headers=headers)
 
     @app.exception_handler(MemoryAdminError)
     async def domain_error(request: Request, exc: MemoryAdminError) -> Response:
-        return render(request, exc.status_code, str(exc))
+        return render(request, exc.status_code, str(exc), exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return render(request, exc.status_code, str(exc.detail))
+        return render(request, exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(OperationalError)
     async def database_down(request: Request, exc: OperationalError) -> Response:

@@ -4,16 +4,34 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from webapp.db import Database
 from webapp.errors import NotFound
 from webapp.models import ApiToken, User
+from webapp.services.principal import Principal
 from webapp.types import utcnow
 
 TOKEN_PREFIX = "mat_"
+TOUCH_EVERY = timedelta(minutes=1)
+"""last_used_at is written at most this often per token, not on every request."""
+
+_tokens = ApiToken.__table__  # type: ignore[attr-defined]
+_users = User.__table__  # type: ignore[attr-defined]
+_TOKEN_USER = (
+    select(_tokens.c.id, _tokens.c.last_used_at, _users.c.id, _users.c.username, _users.c.is_admin)
+    .join(_users, _users.c.id == _tokens.c.user_id)
+    .where(
+        _tokens.c.token_hash == bindparam("token_hash"),
+        _tokens.c.revoked_at.is_(None),
+        _users.c.is_active,
+    )
+)
+"""Built once, read as plain columns: every API request looks its token up."""
 
 
 def hash_token(secret: str) -> str:
@@ -53,3 +71,20 @@ async def revoke_token(
         token.revoked_at = now
         await session.commit()
     return token
+
+
+async def token_principal(db: Database, *, secret: str) -> Principal | None:
+    """Who a bearer secret acts as: its user, if the token is not revoked and the user is
+    active; else None. Marks the token used (at most once a minute)."""
+    async with db.read() as session:
+        found = (await session.execute(_TOKEN_USER, {"token_hash": hash_token(secret)})).first()
+    if found is None:
+        return None
+    token_id, last_used_at, user_id, username, is_admin = found
+    now = utcnow()
+    if last_used_at is None or last_used_at <= now - TOUCH_EVERY:
+        async with db.write() as session:
+            await session.execute(
+                update(ApiToken).where(col(ApiToken.id) == token_id).values(last_used_at=now)
+            )
+    return Principal(user_id=user_id, username=username, is_admin=is_admin, token_id=token_id)
