@@ -875,9 +875,21 @@ def bench_database(
     return result
 
 
-def main() -> None:
-    """Parse the options, get the databases, run the server on each, print the tables."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+BenchOne = Callable[[str, str, Callable[[], Awaitable[Raw]], argparse.Namespace, Path], dict]
+"""Bench one database: (name, URL, the floor's driver, options, log folder) -> results."""
+
+
+def run_main(
+    doc: str,
+    kind: str,
+    bench: BenchOne,
+    report: Callable[[list[dict[str, Any]]], None],
+    meta: Callable[[argparse.Namespace], dict[str, Any]],
+) -> None:
+    """A server benchmark's command line: parse the options, get each database (reused
+    or loaded), bench it, print the report, write --json (bench/results/KIND-<time>.json
+    by default). Shared by bench_http.py and bench_api.py."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--only", choices=["sqlite", "postgresql"], help="one database only")
     add_dataset_options(parser)
     parser.add_argument("--duration", type=int, default=10, help="seconds of the throughput run")
@@ -889,41 +901,52 @@ def main() -> None:
         nargs="?",
         const=AUTO,
         metavar="OUT",
-        help="also write the numbers (default file: bench/results/http-<time>.json)",
+        help=f"also write the numbers (default file: bench/results/{kind}-<time>.json)",
     )
     args = parser.parse_args()
     if args.runs < 1 or args.warmup < 0 or args.duration < 1 or args.concurrency < 1:
         parser.error("--runs, --duration and --concurrency must be at least 1, --warmup 0")
 
     results = []
-    with tempfile.TemporaryDirectory(prefix="ma-bench-http-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"ma-bench-{kind}-") as tmp:
         data = dataset(args, Path(tmp))
         for name in ("sqlite", "postgresql"):
             if args.only not in (None, name):
                 continue
             try:
-                results.append(one_database(name, args, data, Path(tmp)))
+                results.append(one_database(name, args, data, Path(tmp), bench))
             except Exception as exc:  # report it and go on with the other database
                 print(f"{name}: {describe(exc)}", file=sys.stderr, flush=True)
 
-    print_report(results)
+    report(results)
     if args.json is not None:
         out = args.json
         if out == AUTO:
             stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-            out = RESULTS / f"http-{stamp}.json"
+            out = RESULTS / f"{kind}-{stamp}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"runs": args.runs, "warmup": args.warmup, "page": PAGE}
-        out.write_bytes(orjson.dumps({**meta, "databases": results}, option=orjson.OPT_INDENT_2))
+        document = {**meta(args), "databases": results}
+        out.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
         print(f"\nwrote {out}")
     if not results:
         raise SystemExit(1)
 
 
+def main() -> None:
+    """The admin app's pages over HTTP."""
+    run_main(
+        __doc__,
+        "http",
+        bench_database,
+        print_report,
+        lambda args: {"runs": args.runs, "warmup": args.warmup, "page": PAGE},
+    )
+
+
 def one_database(
-    name: str, args: argparse.Namespace, data: Callable[[], Path], tmp: Path
+    name: str, args: argparse.Namespace, data: Callable[[], Path], tmp: Path, bench: BenchOne
 ) -> dict[str, Any]:
-    """Get the database (reused or loaded) and bench the app on it."""
+    """Get the database (reused or loaded) and bench it with bench."""
     if name == "sqlite":
         with sqlite_database(args, data) as path:
             url = f"sqlite+aiosqlite:///{path.resolve()}"
@@ -932,14 +955,14 @@ def one_database(
                 """The floor's sqlite3 connection."""
                 return RawSqlite(path)
 
-            return bench_database(name, url, sqlite_raw, args, tmp)
+            return bench(name, url, sqlite_raw, args, tmp)
     with postgres_database(args, data) as url:
 
         async def postgres_raw() -> Raw:
             """The floor's asyncpg connection."""
             return await RawPostgres.connect(url.replace("+asyncpg", ""))
 
-        return bench_database(name, url, postgres_raw, args, tmp)
+        return bench(name, url, postgres_raw, args, tmp)
 
 
 if __name__ == "__main__":
