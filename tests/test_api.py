@@ -1336,6 +1336,9 @@ async def test_openapi_describes_every_operation(open_client: OpenClient) -> Non
 
 BIG = 65_536
 BAD_PUT_BODIES: list[tuple[str, Any]] = [
+    # JSON's true is not the number 1 (found by schemathesis: it updated the memory).
+    ("version-true", memory(version=True)),
+    ("ttl-true", memory(ttl_seconds=True)),
     ("namespace-double-slash", memory(namespace="a//b")),
     ("namespace-leading-slash", memory(namespace="/facts")),
     ("namespace-dot-dot", memory(namespace="facts/../secrets")),
@@ -1459,4 +1462,27 @@ async def test_bad_patch_bodies_write_nothing(
     created = (await ann.client.put("/memories", json=memory())).json()
     before = await everything(db)
     assert_error(await ann.client.patch(f"/memories/{created['id']}", json=body))
+    assert await everything(db) == before
+
+
+async def test_found_by_fuzzing_are_4xx_not_5xx(db: AsyncEngine, ann: Agent) -> None:
+    """Inputs schemathesis found that crashed the app (500) or were taken for numbers:
+    each is now a 4xx JSON error and writes nothing."""
+    created = await ann.client.put("/memories", json=memory())
+    assert created.status_code == 201
+    before = await everything(db)
+    assert_error(await ann.client.get(f"/memories/{2**31}"), 422)  # past PostgreSQL's int4
+    assert_error(await ann.client.get(f"/memories/{2**63}"), 422)  # past SQLite's int64
+    assert_error(await ann.client.get("/namespaces", params={"user": "a\x00b"}), 404)
+    assert_error(await ann.client.get("/memories", params={"tag": "\x00"}), 400)
+    for path, body in (
+        ("/search", {"query": "tea", "tags": ["\x00"]}),
+        ("/context", {"query": "tea", "tags": ["\x00"], "max_chars": 500}),
+        ("/search", {"query": "tea", "limit": True}),
+        ("/context", {"query": "tea", "max_chars": True}),
+    ):
+        assert_error(await ann.client.post(path, json=body), 422)
+    assert_error(
+        await ann.client.patch(f"/memories/{created.json()['id']}", json={"version": True}), 422
+    )
     assert await everything(db) == before

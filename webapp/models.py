@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, NamedTuple, Optional
 
-from pydantic import AfterValidator, BeforeValidator, model_validator
+from pydantic import AfterValidator, BeforeValidator, StrictInt, model_validator
 from sqlalchemy import (
     Boolean,
     Column,
@@ -322,8 +322,9 @@ class MemoryPut(MemoryCreate):
 
     model_config = {"extra": "forbid"}
 
-    ttl_seconds: int | None = Field(default=None, ge=1, le=TTL_SECONDS_MAX)
-    version: int | None = Field(default=None, ge=1)
+    # Strict: JSON's true is not the number 1 here.
+    ttl_seconds: StrictInt | None = Field(default=None, ge=1, le=TTL_SECONDS_MAX)
+    version: StrictInt | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _one_expiry(self) -> "MemoryPut":
@@ -345,7 +346,7 @@ class MemoryPatch(MemoryUpdate):
 
     model_config = {"extra": "forbid"}
 
-    version: int = Field(ge=1)
+    version: StrictInt = Field(ge=1)
 
 
 class MemoryPage(SQLModel):
@@ -385,6 +386,8 @@ class SearchRequestBody(SearchRequest):
 
     model_config = {"extra": "forbid"}
 
+    limit: StrictInt = Field(default=10, ge=1, le=100)
+
 
 CONTEXT_MAX_CHARS = 100_000
 
@@ -397,7 +400,7 @@ class ContextRequest(SQLModel):
     query: str = Field(min_length=1, max_length=500)
     namespace: str | None = Field(default=None, max_length=201)
     tags: list[str] = Field(default_factory=list, max_length=32)
-    max_chars: int = Field(ge=1, le=CONTEXT_MAX_CHARS)
+    max_chars: StrictInt = Field(ge=1, le=CONTEXT_MAX_CHARS)
 
 
 class ContextBlock(SQLModel):

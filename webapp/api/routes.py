@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator
 from sqlmodel import SQLModel
@@ -73,6 +73,8 @@ def _error(description: str) -> dict[str, Any]:
 
 Responses = dict[int | str, dict[str, Any]]
 ALWAYS: Responses = {
+    400: _error("A body that is not JSON, or an unknown query parameter"),
+    422: _error("Invalid input: a message, or the list of what was wrong"),
     401: _error("No bearer token, or an unknown or revoked one"),
     404: _error("No such memory or user, or not yours"),
     413: _error("The request body is over the size limit"),
@@ -116,6 +118,10 @@ def _query_names(request: Request) -> frozenset[str]:
 router = APIRouter(
     tags=["memories"], responses=ALWAYS, dependencies=[Depends(_known_parameters_only)]
 )
+
+
+MemoryId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The memory's id")]
+"""Ids are 32-bit on PostgreSQL: a larger number names no memory, and is refused."""
 
 
 def _database(request: Request) -> Database:
@@ -246,7 +252,7 @@ async def list_memories(
     summary="One memory by id",
 )
 async def read_memory(
-    memory_id: int,
+    memory_id: MemoryId,
     db: DatabaseDep,
     principal: Acting,
     include_deleted: Annotated[bool, Query(description="Also a soft-deleted memory")] = False,
@@ -264,7 +270,7 @@ async def read_memory(
     summary="Change a memory's content, tags, importance or expiry",
 )
 async def patch_memory(
-    memory_id: int, body: MemoryPatch, db: DatabaseDep, principal: Acting
+    memory_id: MemoryId, body: MemoryPatch, db: DatabaseDep, principal: Acting
 ) -> Any:
     """The fields given change (`expires_at: null` clears the expiry); `version` must be
     the memory's current one, else 409 and nothing changes."""
@@ -276,7 +282,7 @@ async def patch_memory(
     response_model=MemoryPublic,
     summary="Soft-delete a memory (restore undoes it)",
 )
-async def remove_memory(memory_id: int, db: DatabaseDep, principal: Acting) -> Any:
+async def remove_memory(memory_id: MemoryId, db: DatabaseDep, principal: Acting) -> Any:
     """The memory as deleted; deleting it again is 404."""
     return await delete_memory(db, principal=principal, memory_id=memory_id)
 
@@ -286,7 +292,7 @@ async def remove_memory(memory_id: int, db: DatabaseDep, principal: Acting) -> A
     response_model=MemoryPublic,
     summary="Restore a soft-deleted memory",
 )
-async def undelete_memory(memory_id: int, db: DatabaseDep, principal: Acting) -> Any:
+async def undelete_memory(memory_id: MemoryId, db: DatabaseDep, principal: Acting) -> Any:
     """The memory as restored; a memory that is not deleted is 404."""
     return await restore_memory(db, principal=principal, memory_id=memory_id)
 

@@ -91,6 +91,9 @@ def tags_condition(
     wanted = normal_tags(tags)
     if not wanted:
         return true()
+    for tag in wanted:
+        if not tag.isprintable():  # as for stored tags (and PostgreSQL's JSON refuses NUL)
+            raise InvalidInput(f"tag {tag!r} contains control or non-printable characters")
     if dialect == "postgresql":
         tags_col = _memory.tags.cast(JSONB)
         if mode == "all":

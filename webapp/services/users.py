@@ -19,6 +19,7 @@ from webapp.models import LongTermMemory, User, UserCreate
 from webapp.services.principal import Principal
 from webapp.services.stats import state_counts
 from webapp.types import utcnow
+from webapp.validation import validate_username
 
 UNUSABLE_PASSWORD = "!"
 """password_hash of users created by an import: no password verifies against it."""
@@ -78,6 +79,10 @@ async def visible_user_id(session: AsyncSession, principal: Principal, username:
 
     An ordinary user sees only themselves: another user's name is as absent as an unknown one.
     """
+    try:
+        validate_username(username)
+    except ValueError:
+        return None  # no user can have this name (and PostgreSQL refuses a NUL in it)
     query = select(col(User.id)).where(col(User.username) == username)
     user_id = (await session.execute(query)).scalar_one_or_none()
     if user_id is None or (not principal.sees_everyone and user_id != principal.own_user_id):
