@@ -124,9 +124,15 @@ MemoryId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The memory's id"
 """Ids are 32-bit on PostgreSQL: a larger number names no memory, and is refused."""
 
 
-def _database(request: Request) -> Database:
+def _database_of(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
+
+
+async def _database(request: Request) -> Database:
+    """The app's Database (async: FastAPI would run a plain function in a worker thread,
+    a hop that costs more than the lookup)."""
+    return _database_of(request)
 
 
 async def _token(
@@ -136,7 +142,7 @@ async def _token(
     """The principal a bearer token acts as; Unauthorized otherwise (never a cookie)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send an API token: Authorization: Bearer <token>")
-    principal = await token_principal(_database(request), secret=credentials.credentials)
+    principal = await token_principal(_database_of(request), secret=credentials.credentials)
     if principal is None:
         raise Unauthorized("the API token is unknown or revoked")
     return principal
@@ -167,7 +173,7 @@ UserParameter = Annotated[
 async def _acting(
     request: Request, principal: Annotated[Principal, Depends(_token)], user: UserParameter = None
 ) -> Principal:
-    return await _act_as(_database(request), principal, user)
+    return await _act_as(_database_of(request), principal, user)
 
 
 Acting = Annotated[Principal, Depends(_acting)]

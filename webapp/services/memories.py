@@ -15,11 +15,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, false, func, insert, select, true, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.db import Database
-from webapp.errors import InvalidInput, NotFound, VersionConflict
+from webapp.errors import Conflict, InvalidInput, NotFound, VersionConflict
 from webapp.models import EventAction, LongTermMemory, MemoryCreate, MemoryEvent, MemoryUpdate
 from webapp.services import events
 from webapp.services.filters import state_condition
@@ -82,6 +83,20 @@ async def remember(
     now = utcnow()
     by_key = (_c.user_id == owner, _c.namespace == data.namespace, _c.key == data.key)
     async with db.write() as session:
+        if expected_version is None:
+            # One statement creates it, or finds out that it exists (a concurrent first
+            # write included), with no savepoint and no read first.
+            created = await _insert_unless_exists(session, db.dialect, data, owner, now)
+            if created is not None:
+                events.record(
+                    session,
+                    memory=created,
+                    principal=principal,
+                    action=EventAction.create,
+                    changes=None,
+                    now=now,
+                )
+                return RememberResult(memory=created, created=True)
         memory = await _locked(session, *by_key)
         if memory is None:
             if expected_version is not None:
@@ -89,26 +104,7 @@ async def remember(
                     f"{data.namespace}/{data.key} does not exist; omit version to create it",
                     current=None,
                 )
-            memory = LongTermMemory(
-                **data.model_dump(), user_id=owner, created_at=now, updated_at=now, version=1
-            )
-            try:
-                async with session.begin_nested():
-                    session.add(memory)
-            except IntegrityError:
-                memory = await _locked(session, *by_key)  # a concurrent writer created it
-                if memory is None:
-                    raise
-            else:
-                events.record(
-                    session,
-                    memory=memory,
-                    principal=principal,
-                    action=EventAction.create,
-                    changes=None,
-                    now=now,
-                )
-                return RememberResult(memory=memory, created=True)
+            raise Conflict(f"{data.namespace}/{data.key} was purged while being written; retry")
 
         _check_version(memory, expected_version)
         before = events.snapshot(memory)
@@ -125,6 +121,22 @@ async def remember(
             now=now,
         )
         return RememberResult(memory=memory, created=False)
+
+
+async def _insert_unless_exists(
+    session: AsyncSession, dialect: str, data: MemoryCreate, owner: int, now: datetime
+) -> LongTermMemory | None:
+    """INSERT ... ON CONFLICT (user, namespace, key) DO NOTHING RETURNING the new memory,
+    or None when that key exists."""
+    values = {**data.model_dump(), "user_id": owner, "created_at": now, "updated_at": now}
+    upsert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    statement = (
+        upsert(LongTermMemory)
+        .values(**values, version=1)
+        .on_conflict_do_nothing(index_elements=[_c.user_id, _c.namespace, _c.key])
+        .returning(LongTermMemory)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
 
 
 async def recall(
