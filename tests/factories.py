@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -63,3 +63,50 @@ async def make_memory(
     session.add(memory)
     await session.commit()
     return memory
+
+
+async def make_memories_for_filters(session: AsyncSession, user: User) -> None:
+    """One memory of user's for each thing the filters tell apart: `tea` (food/drinks,
+    tag likes, importance 0.9), `cake` (food, tags likes and sweet, 0.2, expiring in 3
+    days), `old` (work, expired), `gone` (work, deleted), `read` (work, 0.4, read 4 times)."""
+    now = utcnow()
+    await make_memory(
+        session,
+        user=user,
+        key="tea",
+        namespace="food/drinks",
+        tags=["likes"],
+        content="green tea in the morning",
+        importance=0.9,
+    )
+    await make_memory(
+        session,
+        user=user,
+        key="cake",
+        namespace="food",
+        tags=["likes", "sweet"],
+        content="chocolate cake",
+        importance=0.2,
+        expires_at=now + timedelta(days=3),
+    )
+    await make_memory(
+        session,
+        user=user,
+        key="old",
+        namespace="work",
+        content="a lapsed note",
+        expires_at=now - timedelta(days=1),
+    )
+    await make_memory(
+        session, user=user, key="gone", namespace="work", is_deleted=True, deleted_at=now
+    )
+    await make_memory(
+        session,
+        user=user,
+        key="read",
+        namespace="work",
+        content="often read",
+        importance=0.4,
+        access_count=4,
+        last_accessed_at=now,
+    )

@@ -22,8 +22,8 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from tests.factories import make_memory, make_user
-from tests.web_support import Visitor
+from tests.factories import make_memories_for_filters, make_memory, make_user
+from tests.web_support import Visitor, asgi_clients
 from webapp.models import ApiToken, LongTermMemory, MemoryEvent, User
 from webapp.services import tokens
 from webapp.services.search import WEIGHTS
@@ -81,22 +81,9 @@ NewAgent = Callable[..., Awaitable[Agent]]
 @pytest.fixture
 async def open_client(app: FastAPI, db: AsyncEngine) -> AsyncIterator[OpenClient]:
     """Opens clients on /api/v1 with the given headers; tables are emptied afterwards."""
-    clients: list[httpx.AsyncClient] = []
-
-    def open_one(**headers: str) -> httpx.AsyncClient:
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app, client=("203.0.113.9", 50000)),
-            base_url="http://testserver/api/v1",
-            headers=headers,
-        )
-        clients.append(client)
-        return client
-
-    try:
-        yield open_one
-    finally:
-        for client in clients:
-            await client.aclose()
+    base_url = "http://testserver/api/v1"
+    async with asgi_clients(app, address="203.0.113.9", base_url=base_url) as opener:
+        yield opener
 
 
 @pytest.fixture
@@ -399,46 +386,7 @@ async def filterable(session: AsyncSession, ann: Agent, bob: Agent) -> None:
     """Ann's memories in every state, and one of Bob's that no filter of Ann's shows."""
     now = utcnow()
     user = ann.user
-    await make_memory(
-        session,
-        user=user,
-        key="tea",
-        namespace="food/drinks",
-        tags=["likes"],
-        content="green tea in the morning",
-        importance=0.9,
-    )
-    await make_memory(
-        session,
-        user=user,
-        key="cake",
-        namespace="food",
-        tags=["likes", "sweet"],
-        content="chocolate cake",
-        importance=0.2,
-        expires_at=now + timedelta(days=3),
-    )
-    await make_memory(
-        session,
-        user=user,
-        key="old",
-        namespace="work",
-        content="a lapsed note",
-        expires_at=now - timedelta(days=1),
-    )
-    await make_memory(
-        session, user=user, key="gone", namespace="work", is_deleted=True, deleted_at=now
-    )
-    await make_memory(
-        session,
-        user=user,
-        key="read",
-        namespace="work",
-        content="often read",
-        importance=0.4,
-        access_count=4,
-        last_accessed_at=now,
-    )
+    await make_memories_for_filters(session, user)
     await make_memory(
         session,
         user=user,

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.factories import make_memory, make_user
+from tests.factories import make_memories_for_filters, make_memory, make_user
 from tests.web_support import Visitor, parse
 from webapp.models import LongTermMemory, MemoryEvent, User
-from webapp.types import utcnow
 
 
 async def _fresh(session: AsyncSession, memory: LongTermMemory) -> LongTermMemory:
@@ -57,52 +55,7 @@ async def test_full_page_and_fragment_come_from_one_template(
 async def test_filters_in_the_query_string(
     session: AsyncSession, visitor: Visitor, ann: User
 ) -> None:
-    now = utcnow()
-    await make_memory(
-        session,
-        user=ann,
-        key="tea",
-        namespace="food/drinks",
-        tags=["likes"],
-        content="green tea in the morning",
-        importance=0.9,
-    )
-    await make_memory(
-        session,
-        user=ann,
-        key="cake",
-        namespace="food",
-        tags=["likes", "sweet"],
-        content="chocolate cake",
-        importance=0.2,
-        expires_at=now + timedelta(days=3),
-    )
-    await make_memory(
-        session,
-        user=ann,
-        key="old",
-        namespace="work",
-        content="a stale note",
-        expires_at=now - timedelta(days=1),
-    )
-    await make_memory(
-        session,
-        user=ann,
-        key="gone",
-        namespace="work",
-        content="deleted note",
-        is_deleted=True,
-        deleted_at=now,
-    )
-    await make_memory(
-        session,
-        user=ann,
-        key="read",
-        namespace="work",
-        content="often read",
-        access_count=4,
-        last_accessed_at=now,
-    )
+    await make_memories_for_filters(session, ann)
     await visitor.log_in("ann")
     cases = {
         "/memories?namespace=food": ["cake"],

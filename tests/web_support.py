@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -93,24 +94,35 @@ async def app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[FastAPI]
         await application.state.engine.dispose()
 
 
-@pytest.fixture
-async def open_visitor(app: FastAPI, db: AsyncEngine) -> AsyncIterator[Callable[[], Visitor]]:
-    """Opens a new browser-like visitor (its own cookies); tables are emptied afterwards."""
+@asynccontextmanager
+async def asgi_clients(
+    app: FastAPI, *, address: str, base_url: str
+) -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
+    """Opens in-process clients of app from address (keyword arguments: their headers),
+    each with its own cookies; all are closed when the block ends."""
     clients: list[httpx.AsyncClient] = []
 
-    def open_one() -> Visitor:
+    def open_one(**headers: str) -> httpx.AsyncClient:
         client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app, client=("203.0.113.7", 50000)),
-            base_url="http://testserver",
+            transport=httpx.ASGITransport(app=app, client=(address, 50000)),
+            base_url=base_url,
+            headers=headers,
         )
         clients.append(client)
-        return Visitor(client)
+        return client
 
     try:
         yield open_one
     finally:
         for client in clients:
             await client.aclose()
+
+
+@pytest.fixture
+async def open_visitor(app: FastAPI, db: AsyncEngine) -> AsyncIterator[Callable[[], Visitor]]:
+    """Opens a new browser-like visitor (its own cookies); tables are emptied afterwards."""
+    async with asgi_clients(app, address="203.0.113.7", base_url="http://testserver") as opener:
+        yield lambda: Visitor(opener())
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
@@ -247,6 +247,22 @@ class PinnedReadsPerRequest:
             return
         async with self.database.pinned_reads():
             await self.app(scope, receive, send)
+
+
+def database(request: Request) -> Database:
+    """The app's Database."""
+    db: Database = request.app.state.db
+    return db
+
+
+async def _database_dependency(request: Request) -> Database:
+    # Async: FastAPI runs a plain `def` dependency in a worker thread, a hop that costs
+    # more than the lookup.
+    return database(request)
+
+
+DatabaseDep = Annotated[Database, Depends(_database_dependency)]
+"""The app's Database, for the admin pages and the API alike."""
 
 
 def _current_task() -> asyncio.Task[Any] | None:

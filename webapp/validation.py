@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 NAMESPACE_MAX_CHARS = 200
 KEY_MAX_CHARS = 255
@@ -103,6 +104,18 @@ def validate_tags(values: Iterable[str] | None) -> list[str]:
     if len(seen) > TAGS_MAX_COUNT:
         raise ValueError(f"a memory has at most {TAGS_MAX_COUNT} tags (got {len(seen)})")
     return list(seen)
+
+
+def number_from_text(value: Any) -> Any:
+    """A number written as text (a form field, a query string) as a float, for rules that
+    take only real numbers; other text, and anything not text, is left for them to refuse
+    with the field's name."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def validate_importance(value: float) -> float:

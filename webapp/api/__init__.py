@@ -3,7 +3,7 @@
 Every route acts for one user: the token's, or for an admin's token the one named by
 `user=`. Session cookies never authenticate it, so it needs no CSRF token. Errors are
 `{"detail": ...}` (main.py's handlers); a query parameter the route does not know is a
-400, as is an unknown sort.
+400 (routes._known_parameters_only), as is an unknown sort (here).
 """
 
 from __future__ import annotations
@@ -47,12 +47,7 @@ def _finite(value: Any) -> Any:
 
 
 def _names_unknown(exc: RequestValidationError) -> bool:
-    """Whether the request used a name the route does not know: a query parameter, or a
-    sort order (SPEC 5: a 400, where other bad values are a 422)."""
-    for error in exc.errors():
-        location = tuple(error.get("loc", ()))
-        if location[:1] == ("query",) and (
-            error.get("type") == "extra_forbidden" or location[-1:] == ("sort",)
-        ):
-            return True
-    return False
+    """Whether the request asked for a sort order there is none of (SPEC 5: a 400, where
+    other bad values are a 422). Unknown parameters are refused before validation, by
+    routes._known_parameters_only."""
+    return any(tuple(error.get("loc", ()))[-2:] == ("query", "sort") for error in exc.errors())

@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator
 from sqlmodel import SQLModel
 
-from webapp.db import Database
+from webapp.db import Database, DatabaseDep, database
 from webapp.errors import InvalidInput, MemoryAdminError, NotFound
 from webapp.models import (
     BrowseQuery,
@@ -44,6 +44,7 @@ from webapp.services.search import search
 from webapp.services.tokens import token_principal
 from webapp.services.users import visible_user_id
 from webapp.types import utcnow
+from webapp.validation import number_from_text
 
 API_PREFIX = "/api/v1"
 
@@ -124,17 +125,6 @@ MemoryId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The memory's id"
 """Ids are 32-bit on PostgreSQL: a larger number names no memory, and is refused."""
 
 
-def _database_of(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
-async def _database(request: Request) -> Database:
-    """The app's Database (async: FastAPI would run a plain function in a worker thread,
-    a hop that costs more than the lookup)."""
-    return _database_of(request)
-
-
 async def _token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -142,7 +132,7 @@ async def _token(
     """The principal a bearer token acts as; Unauthorized otherwise (never a cookie)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send an API token: Authorization: Bearer <token>")
-    principal = await token_principal(_database_of(request), secret=credentials.credentials)
+    principal = await token_principal(database(request), secret=credentials.credentials)
     if principal is None:
         raise Unauthorized("the API token is unknown or revoked")
     return principal
@@ -173,31 +163,19 @@ UserParameter = Annotated[
 async def _acting(
     request: Request, principal: Annotated[Principal, Depends(_token)], user: UserParameter = None
 ) -> Principal:
-    return await _act_as(_database_of(request), principal, user)
+    return await _act_as(database(request), principal, user)
 
 
 Acting = Annotated[Principal, Depends(_acting)]
-DatabaseDep = Annotated[Database, Depends(_database)]
 
 
-def _number_from_query(value: Any) -> Any:
-    """A query string's number as a float, for the JSON-strict importance rule."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-ImportanceParameter = Annotated[Importance, BeforeValidator(_number_from_query)]
+ImportanceParameter = Annotated[Importance, BeforeValidator(number_from_text)]
+"""Importance from a query string: the rule itself takes JSON numbers only."""
 
 
 class MemoryListQuery(BrowseQuery):
     """GET /api/v1/memories's parameters: SPEC 3's filters, `limit`, and `user` (whom an
-    admin's token acts for); any other name is a 400."""
-
-    model_config = {"extra": "forbid"}
+    admin's token acts for), with importance bounds read from the query string."""
 
     min_importance: ImportanceParameter | None = None
     max_importance: ImportanceParameter | None = None
@@ -238,9 +216,10 @@ async def list_memories(
     exact up to 1,000 (`count_capped` past that). Listing is not an access."""
     principal = await _act_as(db, token, query.user)
     signer: CursorSigner = request.app.state.cursor_signer
-    browse_query = BrowseQuery.model_validate(query.model_dump(exclude={"user"}))
-    try:
-        page = await browse(db, principal=principal, query=browse_query, signer=signer)
+    try:  # the user is the scope now, not a filter
+        page = await browse(
+            db, principal=principal, query=query.model_copy(update={"user": None}), signer=signer
+        )
     except InvalidInput as exc:
         raise BadRequest(str(exc)) from None
     return MemoryPage(
@@ -328,7 +307,7 @@ async def search_memories(body: SearchRequestBody, db: DatabaseDep, principal: A
         items=[
             ScoredMemoryPublic.model_validate(
                 {
-                    **MemoryPublic.model_validate(hit.memory).model_dump(),
+                    **hit.memory.model_dump(),
                     "score": hit.score,
                     "score_components": hit.score_components,
                 }

@@ -16,7 +16,8 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from itsdangerous import BadSignature, Signer
 
-from webapp.db import Database
+from webapp.db import DatabaseDep as DatabaseDep  # the pages take it from here too
+from webapp.db import database
 from webapp.errors import MemoryAdminError
 from webapp.services.auth import SessionUser, session_user
 from webapp.services.cursors import CursorSigner
@@ -65,12 +66,6 @@ class Visitor:
         return Principal(
             user_id=self.user.id, username=self.user.username, is_admin=self.user.is_admin
         )
-
-
-def database(request: Request) -> Database:
-    """The app's Database."""
-    db: Database = request.app.state.db
-    return db
 
 
 def settings_of(request: Request) -> Settings:
@@ -182,11 +177,7 @@ def safe_next(target: str | None) -> str:
 
 
 # FastAPI runs a plain `def` dependency in a worker thread; these only read app.state, so
-# they are async: the thread hop cost more than the whole lookup (three per request).
-
-
-async def _database_dependency(request: Request) -> Database:
-    return database(request)
+# they are async: the thread hop cost more than the whole lookup (webapp.db.DatabaseDep too).
 
 
 async def _settings_dependency(request: Request) -> Settings:
@@ -201,6 +192,5 @@ CurrentVisitor = Annotated[Visitor, Depends(current_visitor)]
 CheckedVisitor = Annotated[Visitor, Depends(checked_visitor)]
 AdminVisitor = Annotated[Visitor, Depends(admin_visitor)]
 CheckedAdmin = Annotated[Visitor, Depends(checked_admin)]
-DatabaseDep = Annotated[Database, Depends(_database_dependency)]
 SettingsDep = Annotated[Settings, Depends(_settings_dependency)]
 SignerDep = Annotated[CursorSigner, Depends(_signer_dependency)]

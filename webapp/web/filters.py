@@ -10,6 +10,7 @@ from fastapi import Request
 from pydantic import ValidationError
 
 from webapp.models import BrowseQuery
+from webapp.validation import number_from_text
 
 _FIELDS = frozenset(BrowseQuery.model_fields)
 _DEFAULTS = BrowseQuery()
@@ -35,15 +36,6 @@ def describe_error(exc: ValidationError) -> str:
 NUMERIC_FILTERS = ("min_importance", "max_importance")
 
 
-def form_number(text: str) -> float | str:
-    """A number typed into a form, as a float; text that is not one stays text, so the
-    model's validation names the field in its error."""
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
 def parse_filters(request: Request, **fixed: Any) -> ParsedFilters:
     """The SPEC 3 filters of this request; empty fields are absent, unknown names ignored."""
     raw: dict[str, Any] = {}
@@ -55,7 +47,7 @@ def parse_filters(request: Request, **fixed: Any) -> ParsedFilters:
         else:
             raw[name] = value.strip()
     values = {
-        name: form_number(value) if name in NUMERIC_FILTERS else value
+        name: number_from_text(value) if name in NUMERIC_FILTERS else value
         for name, value in raw.items()
     }
     try:

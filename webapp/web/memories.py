@@ -24,7 +24,7 @@ from webapp.services.browse import Page, browse
 from webapp.services.cursors import CursorSigner
 from webapp.services.memories import delete_memory, get_memory, restore_memory, update_memory
 from webapp.services.users import usernames
-from webapp.validation import validate_tags
+from webapp.validation import number_from_text, validate_tags
 from webapp.web.deps import (
     CheckedVisitor,
     CurrentVisitor,
@@ -37,7 +37,6 @@ from webapp.web.filters import (
     ParsedFilters,
     describe_error,
     editing_id,
-    form_number,
     parse_filters,
     url_with,
     with_edit,
@@ -285,7 +284,7 @@ async def set_importance(
         visitor,
         memory_id,
         form,
-        {"importance": form_number(value) if value else ""},
+        {"importance": number_from_text(value) if value else ""},
         saved=f"Importance set to {value}.",
     )
 
