@@ -79,17 +79,54 @@ async def test_a_read_is_one_trip_and_returning_its_connection_none(
 async def test_a_write_transaction_is_a_trip_per_statement(
     engine: AsyncEngine, trips: list[str]
 ) -> None:
-    """BEGIN IMMEDIATE, the statement and COMMIT: three trips, and the write is there."""
+    """BEGIN IMMEDIATE travels with the statement, then COMMIT: two trips, and the write
+    is there."""
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
     trips.clear()
     async with write_connection(engine) as conn:
         await conn.execute(text("UPDATE item SET name = 'renamed' WHERE id = 1"))
+        await conn.execute(text("UPDATE item SET name = 'renamed again' WHERE id = 2"))
     assert trips == ["_run_statement", "_run_statement", "commit"]
     async with engine.connect() as conn:
-        assert (await conn.execute(text("SELECT name FROM item WHERE id = 1"))).scalar() == (
-            "renamed"
+        names = await conn.execute(text("SELECT name FROM item WHERE id IN (1, 2) ORDER BY id"))
+        assert names.scalars().all() == ["renamed", "renamed again"]
+
+
+async def test_a_transaction_without_statements_makes_no_trip(
+    engine: AsyncEngine, trips: list[str]
+) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+    trips.clear()
+    async with write_connection(engine):
+        pass
+    assert trips == []
+
+
+async def test_the_write_lock_is_taken_with_the_first_statement(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Once a write transaction has run a statement, it holds SQLite's write lock (as
+    BEGIN IMMEDIATE would): another writer is refused until it commits, and a writer
+    that cannot get the lock fails at its first statement, having written nothing."""
+    other = create_engine(
+        Settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}",
+            sqlite_busy_timeout_ms=0,
         )
+    )
+    try:
+        async with write_connection(engine) as conn:
+            await conn.execute(text("SELECT 1"))  # reads only, yet the lock is ours
+            with pytest.raises(OperationalError, match="locked"):
+                async with write_connection(other) as blocked:
+                    await blocked.execute(text("UPDATE item SET name = 'lost' WHERE id = 3"))
+        async with other.connect() as check:
+            name = await check.execute(text("SELECT name FROM item WHERE id = 3"))
+            assert name.scalar_one() == "item 3"
+    finally:
+        await other.dispose()
 
 
 async def test_results_longer_than_a_prefetch_come_back_whole_and_in_order(

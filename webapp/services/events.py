@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.formats import format_time
@@ -62,6 +63,27 @@ def record_change(
     return True
 
 
+def _values(
+    *,
+    memory: LongTermMemory,
+    principal: Principal,
+    action: EventAction,
+    changes: dict[str, Any] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    assert memory.id is not None
+    return {
+        "memory_id": memory.id,
+        "user_id": memory.user_id,
+        "actor": principal.actor,
+        "actor_user_id": principal.user_id,
+        "actor_token_id": principal.token_id,
+        "action": action,
+        "changes": changes or None,
+        "created_at": now,
+    }
+
+
 def record(
     session: AsyncSession,
     *,
@@ -72,16 +94,22 @@ def record(
     now: datetime,
 ) -> None:
     """Add the event to the session; it commits with the write it describes."""
-    assert memory.id is not None
-    session.add(
-        MemoryEvent(
-            memory_id=memory.id,
-            user_id=memory.user_id,
-            actor=principal.actor,
-            actor_user_id=principal.user_id,
-            actor_token_id=principal.token_id,
-            action=action,
-            changes=changes or None,
-            created_at=now,
-        )
-    )
+    values = _values(memory=memory, principal=principal, action=action, changes=changes, now=now)
+    session.add(MemoryEvent(**values))
+
+
+_INSERT_EVENT = insert(MemoryEvent.__table__)  # type: ignore[attr-defined]
+
+
+async def insert_now(
+    session: AsyncSession,
+    *,
+    memory: LongTermMemory,
+    principal: Principal,
+    action: EventAction,
+    now: datetime,
+) -> None:
+    """Insert the event of a write made outside the session's unit of work (a Core
+    statement) at once, in the same transaction: no ORM flush for one row."""
+    values = _values(memory=memory, principal=principal, action=action, changes=None, now=now)
+    await session.execute(_INSERT_EVENT, values)
