@@ -323,7 +323,9 @@ class Floor:
         moment = datetime.now(UTC)
         now = self.raw.stamp(moment)
         if self.raw.dialect == "sqlite":
-            params: tuple[Any, ...] = (f'"{word}"', now, self.user_id, now, SEARCH_LIMIT)
+            # The index's owner word narrows the matches to the user's, as search.py asks.
+            match = f'{{owner}} : "u{self.user_id}" AND {{key content}} : ("{word}")'
+            params: tuple[Any, ...] = (match, now, self.user_id, now, SEARCH_LIMIT)
         else:
             params = (f"'{word}'", now, self.user_id, now, SEARCH_LIMIT)
         return [row["id"] for row in await self.raw.fetch(self.rank_sql, *params)]
@@ -345,7 +347,7 @@ def rank_sql(dialect: str) -> str:
     Parameters: the text query, now, the user id, now, the limit."""
     if dialect == "sqlite":
         matches = (
-            "SELECT m.id, -bm25(long_term_memory_fts, 2.0, 1.0) AS relevance, m.importance,"
+            "SELECT m.id, -bm25(long_term_memory_fts, 2.0, 1.0, 0.0) AS relevance, m.importance,"
             " m.updated_at, m.access_count FROM long_term_memory_fts, long_term_memory AS m"
             " WHERE long_term_memory_fts MATCH ? AND long_term_memory_fts.rowid = m.id"
             " AND m.is_deleted IS 0 AND (m.expires_at IS NULL OR m.expires_at > ?)"

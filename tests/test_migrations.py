@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webapp import migrate
 from webapp.db import Database, create_engine
-from webapp.models import BrowseQuery, LongTermMemory, User, metadata
+from webapp.models import BrowseQuery, LongTermMemory, SearchRequest, User, metadata
+from webapp.services import search
 from webapp.services.browse import browse
 from webapp.services.cursors import CursorSigner
 from webapp.services.principal import Principal
@@ -227,3 +228,9 @@ async def test_upgrade_indexes_the_rows_already_there(fresh_engine: AsyncEngine)
     for query in (BrowseQuery(q="long ago"), BrowseQuery(q="legacy"), BrowseQuery(tag=["vintage"])):
         page = await browse(database, principal=Principal.operator(), query=query, signer=signer)
         assert [memory.key for memory in page.items] == ["legacy-key"], query
+    found = await search.search(
+        database,
+        principal=Principal(user_id=user_id, username="old"),
+        request=SearchRequest(query="ago"),
+    )
+    assert [scored.memory.key for scored in found] == ["legacy-key"]  # the owner word (0005)

@@ -333,6 +333,21 @@ async def test_search_hides_deleted_expired_and_other_users(database: Database) 
     assert [result.memory.id for result in results] == [live.id]
 
 
+async def test_the_owner_word_of_the_index_is_not_searchable(database: Database) -> None:
+    """SQLite indexes each memory's owner as a word (`u<user id>`) to search one user's
+    memories fast: searching that word finds only memories that say it themselves."""
+    async with database.read() as session:
+        alice = await make_user(session, username="alice")
+    me = Principal.of_user(alice)
+    owner_word = f"{fulltext.OWNER_PREFIX}{alice.id}"
+    await add(database, me, "plain", "nothing about owners here")
+    saying = await add(database, me, "says", f"the word {owner_word} written out")
+
+    results = await search.search(database, principal=me, request=Request(query=owner_word))
+    assert [result.memory.id for result in results] == [saying.id]
+    assert await find(database, owner_word) == {saying.id}
+
+
 async def test_search_counts_access_without_events(database: Database, me: Principal) -> None:
     memory = await add(database, me, "k", "mango")
     before = await _event_count(database)

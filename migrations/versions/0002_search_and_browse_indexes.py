@@ -49,9 +49,9 @@ def upgrade() -> None:
         for statement in fulltext.POSTGRES_DDL:
             op.execute(statement)
         return
-    for statement in fulltext.SQLITE_TABLES.values():
+    for statement in fulltext.FIRST_SQLITE_TABLES.values():
         op.execute(statement)
-    for statement in fulltext.SQLITE_TRIGGERS.values():
+    for statement in fulltext.FIRST_SQLITE_TRIGGERS.values():
         op.execute(statement)
     # Index the rows already there (the triggers only see later writes).
     op.execute(f"INSERT INTO {fulltext.FTS_TABLE}({fulltext.FTS_TABLE}) VALUES ('rebuild')")
@@ -66,9 +66,9 @@ def downgrade() -> None:
         op.drop_index(fulltext.SEARCH_VECTOR_INDEX, table_name="long_term_memory")
         op.drop_column("long_term_memory", fulltext.SEARCH_VECTOR)
     else:
-        for name in fulltext.SQLITE_TRIGGERS:
+        for name in fulltext.FIRST_SQLITE_TRIGGERS:
             op.execute(f"DROP TRIGGER {name}")
-        for name in fulltext.SQLITE_TABLES:
+        for name in fulltext.FIRST_SQLITE_TABLES:
             op.execute(f"DROP TABLE {name}")
     op.drop_index("ix_long_term_memory_trash", table_name="long_term_memory")
     for name in BROWSE_INDEXES:

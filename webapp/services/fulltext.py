@@ -1,7 +1,8 @@
 """Full-text and tag indexes: their DDL, the SQL that uses them, and bulk-load hooks.
 
-SQLite: an FTS5 table over key and content (external content: it stores only the
-index, the text stays in long_term_memory) and a `memory_tag` side table, both kept
+SQLite: an FTS5 table over key, content and owner (external content: it stores only
+the index, the text stays in long_term_memory, read through a view that adds the owner
+word) and a `memory_tag` side table, both kept
 in step by triggers on long_term_memory, so every write path (the service functions,
 bulk actions, purge, import, even a DBA's hand-written UPDATE) keeps them consistent.
 PostgreSQL: a stored generated tsvector column with a GIN index for the text, and the
@@ -12,8 +13,9 @@ no stop words (PostgreSQL's `simple` configuration), so a search finds the words
 written, in any language; SQLite also folds accents (`remove_diacritics`). The key's
 words weigh twice the content's in text relevance.
 
-The migration that creates these objects imports the DDL from here; changing it
-needs a new migration that drops and recreates them.
+The migrations that create these objects import the DDL from here; changing it needs
+a new migration that drops and recreates them, and the old DDL kept for the migrations
+that made it (FIRST_SQLITE_TABLES).
 """
 
 from __future__ import annotations
@@ -47,11 +49,21 @@ SEARCH_VECTOR = "search_vector"
 SEARCH_VECTOR_INDEX = "ix_long_term_memory_search_vector"
 MAX_TERMS = 32
 
+SOURCE_VIEW = "long_term_memory_fts_source"
+OWNER_PREFIX = "u"
+"""The owner column holds one word, `u<user_id>`, so a search within one user's memories
+asks the index for that word too instead of ranking every user's matches."""
+
+_TOKENIZE = "tokenize='unicode61 remove_diacritics 2'"
+SQLITE_VIEWS = {
+    SOURCE_VIEW: f"""
+        CREATE VIEW {SOURCE_VIEW} AS
+        SELECT id, key, content, '{OWNER_PREFIX}' || user_id AS owner FROM long_term_memory""",
+}
 SQLITE_TABLES = {
     FTS_TABLE: f"""
         CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(
-            key, content, content='long_term_memory', content_rowid='id',
-            tokenize='unicode61 remove_diacritics 2'
+            key, content, owner, content='{SOURCE_VIEW}', content_rowid='id', {_TOKENIZE}
         )""",
     TAG_TABLE: f"""
         CREATE TABLE {TAG_TABLE} (
@@ -61,10 +73,13 @@ SQLITE_TABLES = {
         ) WITHOUT ROWID""",
 }
 
-_FTS_ADD = f"INSERT INTO {FTS_TABLE}(rowid, key, content) VALUES (new.id, new.key, new.content);"
+_FTS_ADD = (
+    f"INSERT INTO {FTS_TABLE}(rowid, key, content, owner) "
+    f"VALUES (new.id, new.key, new.content, '{OWNER_PREFIX}' || new.user_id);"
+)
 _FTS_REMOVE = (
-    f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, key, content) "
-    "VALUES ('delete', old.id, old.key, old.content);"
+    f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, key, content, owner) "
+    f"VALUES ('delete', old.id, old.key, old.content, '{OWNER_PREFIX}' || old.user_id);"
 )
 _TAGS_ADD = (
     f"INSERT OR IGNORE INTO {TAG_TABLE}(tag, memory_id) "
@@ -77,29 +92,51 @@ _TAGS_REMOVE = (
 )
 
 INSERT_TRIGGER = "long_term_memory_ai_search"
-SQLITE_TRIGGERS = {
-    INSERT_TRIGGER: f"""
+
+
+def _triggers(fts_add: str, fts_remove: str, text_columns: str) -> dict[str, str]:
+    return {
+        INSERT_TRIGGER: f"""
         CREATE TRIGGER {INSERT_TRIGGER} AFTER INSERT ON long_term_memory BEGIN
-            {_FTS_ADD}
+            {fts_add}
             {_TAGS_ADD}
         END""",
-    "long_term_memory_ad_search": f"""
+        "long_term_memory_ad_search": f"""
         CREATE TRIGGER long_term_memory_ad_search AFTER DELETE ON long_term_memory BEGIN
-            {_FTS_REMOVE}
+            {fts_remove}
             {_TAGS_REMOVE}
         END""",
-    "long_term_memory_au_text": f"""
-        CREATE TRIGGER long_term_memory_au_text AFTER UPDATE OF key, content
+        "long_term_memory_au_text": f"""
+        CREATE TRIGGER long_term_memory_au_text AFTER UPDATE OF {text_columns}
         ON long_term_memory BEGIN
-            {_FTS_REMOVE}
-            {_FTS_ADD}
+            {fts_remove}
+            {fts_add}
         END""",
-    "long_term_memory_au_tags": f"""
+        "long_term_memory_au_tags": f"""
         CREATE TRIGGER long_term_memory_au_tags AFTER UPDATE OF tags ON long_term_memory BEGIN
             {_TAGS_REMOVE}
             {_TAGS_ADD}
         END""",
+    }
+
+
+SQLITE_TRIGGERS = _triggers(_FTS_ADD, _FTS_REMOVE, "key, content, user_id")
+
+FIRST_SQLITE_TABLES = {
+    **SQLITE_TABLES,
+    FTS_TABLE: f"""
+        CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(
+            key, content, content='long_term_memory', content_rowid='id', {_TOKENIZE}
+        )""",
 }
+FIRST_SQLITE_TRIGGERS = _triggers(
+    f"INSERT INTO {FTS_TABLE}(rowid, key, content) VALUES (new.id, new.key, new.content);",
+    f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, key, content) "
+    "VALUES ('delete', old.id, old.key, old.content);",
+    "key, content",
+)
+"""The index as migration 0002 made it (key and content only), for that migration and
+for going back to it: migrations replay the schema of their time, not today's."""
 
 POSTGRES_VECTOR = (
     "setweight(to_tsvector('simple'::regconfig, key), 'A') || "
@@ -115,6 +152,7 @@ POSTGRES_DDL = (
 UNMODELLED_TABLES = frozenset(
     {
         TAG_TABLE,
+        SOURCE_VIEW,
         FTS_TABLE,
         *(f"{FTS_TABLE}_{part}" for part in ("data", "idx", "docsize", "config")),
     }
@@ -159,10 +197,14 @@ def parse_terms(query: str) -> list[Term]:
     return list(terms)
 
 
-def fts5_query_text(terms: list[Term], *, every: bool) -> str:
-    """An FTS5 query: each word quoted (never syntax), joined by AND or OR."""
+def fts5_query_text(terms: list[Term], *, every: bool, owner: int | None = None) -> str:
+    """An FTS5 query: each word quoted (never syntax), joined by AND or OR, looked for in
+    key and content only; with owner, among that user's memories only."""
     joined = [f'"{term.word}"' + ("*" if term.prefix else "") for term in terms]
-    return (" AND " if every else " OR ").join(joined)
+    text = "{key content} : (" + (" AND " if every else " OR ").join(joined) + ")"
+    if owner is None:
+        return text
+    return f'{{owner}} : "{OWNER_PREFIX}{int(owner)}" AND {text}'
 
 
 def tsquery_text(terms: list[Term], *, every: bool) -> str:
@@ -289,8 +331,8 @@ async def resume_after_bulk_load(conn: AsyncConnection) -> None:
 
 
 INDEX_ROWS_AFTER = (
-    f"INSERT INTO {FTS_TABLE}(rowid, key, content) "
-    "SELECT id, key, content FROM long_term_memory WHERE id > ?",
+    f"INSERT INTO {FTS_TABLE}(rowid, key, content, owner) "
+    f"SELECT id, key, content, owner FROM {SOURCE_VIEW} WHERE id > ?",
     f"INSERT OR IGNORE INTO {TAG_TABLE}(tag, memory_id) "
     "SELECT each.value, m.id FROM long_term_memory AS m, json_each(m.tags) AS each "
     "WHERE m.id > ?",

@@ -51,8 +51,11 @@ class ScoredMemory:
     score_components: dict[str, float]
 
 
-def _relevance(query: str, dialect: str) -> tuple[ColumnElement[float], list[ColumnElement[bool]]]:
-    """Text relevance (higher is better) and the conditions that make it computable."""
+def _relevance(
+    query: str, dialect: str, owner: int | None
+) -> tuple[ColumnElement[float], list[ColumnElement[bool]]]:
+    """Text relevance (higher is better) and the conditions that make it computable; on
+    SQLite, they ask the index for owner's memories only (see fulltext.OWNER_PREFIX)."""
     terms = fulltext.parse_terms(query)
     if dialect == "postgresql":
         tsquery = func.to_tsquery(fulltext.SIMPLE, fulltext.tsquery_text(terms, every=False))
@@ -63,10 +66,10 @@ def _relevance(query: str, dialect: str) -> tuple[ColumnElement[float], list[Col
         )
         return relevance, [literal_column(fulltext.SEARCH_VECTOR).op("@@")(tsquery)]
     fts = fulltext.fts_table
-    bm25 = -func.bm25(literal_column(fulltext.FTS_TABLE), 2.0, 1.0)
+    bm25 = -func.bm25(literal_column(fulltext.FTS_TABLE), 2.0, 1.0, 0.0)  # key, content, owner
     return bm25, [
         literal_column(fulltext.FTS_TABLE).op("MATCH")(
-            fulltext.fts5_query_text(terms, every=False)
+            fulltext.fts5_query_text(terms, every=False, owner=owner)
         ),
         fts.c.rowid == _c.id,
     ]
@@ -123,7 +126,7 @@ async def rank(
     scores; reading them is not yet an access (count_access)."""
     now = utcnow()
     owner = await _owner(db, principal, user)
-    relevance, match = _relevance(request.query, db.dialect)
+    relevance, match = _relevance(request.query, db.dialect, owner)
     conditions = [*match, state_condition("active", now=now)]
     if owner is not None:
         conditions.append(_c.user_id == owner)
