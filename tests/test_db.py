@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import event, inspect, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from webapp.db import (
@@ -190,6 +190,63 @@ async def test_pinned_reads_see_writes_made_meanwhile(db: AsyncEngine) -> None:
         async with database.read() as session:
             names = (await session.execute(select(User.username))).scalars().all()
     assert names == ["later"]
+
+
+async def test_sqlite_writes_inside_pinned_reads_use_the_pinned_connection(
+    sqlite_engine: AsyncEngine, statements: list[str]
+) -> None:
+    """On SQLite a request's write runs on the connection its reads are pinned to (a
+    write on another connection would empty that one's page cache): one connection in
+    all, the write committed under BEGIN IMMEDIATE, and later reads see it."""
+    database = Database(sqlite_engine)
+    checkouts: list[object] = []
+
+    def on_checkout(dbapi_connection: object, *_args: Any) -> None:
+        checkouts.append(dbapi_connection)
+
+    event.listen(sqlite_engine.sync_engine, "checkout", on_checkout)
+    try:
+        async with database.pinned_reads():
+            async with database.read() as session:
+                assert await scalar_in(session, "SELECT n FROM counter") == 0
+            async with database.write() as session:
+                await session.execute(text("UPDATE counter SET n = n + 1"))
+            async with database.read() as session:
+                assert await scalar_in(session, "SELECT n FROM counter") == 1
+    finally:
+        event.remove(sqlite_engine.sync_engine, "checkout", on_checkout)
+    assert len(checkouts) == 1
+    assert statements.count("BEGIN IMMEDIATE") == 1
+    async with sqlite_engine.connect() as conn:
+        assert await scalar(conn, "SELECT n FROM counter") == 1
+
+
+async def test_a_failed_write_inside_pinned_reads_leaves_nothing_and_reads_go_on(
+    db: AsyncEngine,
+) -> None:
+    """An exception in a request's write rolls it back, on either database, and the
+    request can still read (and write) afterwards."""
+    database = Database(db)
+    async with database.pinned_reads():
+        with pytest.raises(RuntimeError, match="boom"):
+            async with database.write() as session:
+                session.add(User(username="never", password_hash="!"))
+                await session.flush()
+                raise RuntimeError("boom")
+        with pytest.raises(IntegrityError):
+            async with database.write() as session:
+                session.add(User(username="twice", password_hash="!"))
+                session.add(User(username="twice", password_hash="!"))
+        async with database.read() as session:
+            assert (await session.execute(select(User))).first() is None
+        async with database.write() as session:
+            session.add(User(username="kept", password_hash="!"))
+        async with database.read() as session:
+            names = (await session.execute(select(User.username))).scalars().all()
+    assert names == ["kept"]
+    async with database.read() as session:
+        names = (await session.execute(select(User.username))).scalars().all()
+    assert names == ["kept"]
 
 
 async def test_postgres_reads_run_outside_a_transaction(

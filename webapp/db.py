@@ -132,6 +132,26 @@ async def write_session(
         await session.flush()
 
 
+@asynccontextmanager
+async def _sqlite_write_on(
+    connection: AsyncConnection, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[AsyncSession]:
+    """A write transaction (BEGIN IMMEDIATE ... COMMIT) on a pinned SQLite connection,
+    whose own SQLAlchemy transaction is the reads' (it sends no SQL): the session joins
+    it, and the transaction is committed, or rolled back, on the driver's connection."""
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    await connection.exec_driver_sql("BEGIN IMMEDIATE")
+    try:
+        async with sessionmaker(bind=connection) as session:
+            yield session
+            await session.flush()
+    except BaseException:
+        await driver.rollback()
+        raise
+    await driver.commit()
+
+
 async def get_async_session(request: Request) -> AsyncIterator[AsyncSession]:
     """FastAPI dependency: one session per request from the app's sessionmaker."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
@@ -184,19 +204,27 @@ class Database:
         """A session for reads that never commits; each statement reads the latest
         committed data (no snapshot spans statements). Inside pinned_reads(), on the
         pinned connection."""
-        pinned = _pinned_reads.get()
-        if pinned is None or pinned.database is not self or pinned.task is not _current_task():
+        connection = await self._pinned_connection()
+        if connection is None:
             async with self._read_sessionmaker() as session:
                 yield session
             return
+        async with self._read_sessionmaker(bind=connection) as session:
+            yield session
+
+    async def _pinned_connection(self) -> AsyncConnection | None:
+        """This task's pinned connection (opened now if it has none yet), or None outside
+        pinned_reads()."""
+        pinned = _pinned_reads.get()
+        if pinned is None or pinned.database is not self or pinned.task is not _current_task():
+            return None
         if pinned.connection is None:
             connection = await self._read_engine.connect()
             # An outer transaction (no BEGIN is sent: see the read options) that the
             # sessions join, so closing each of them does not send a ROLLBACK.
             await connection.begin()
             pinned.connection = connection
-        async with self._read_sessionmaker(bind=pinned.connection) as session:
-            yield session
+        return pinned.connection
 
     @asynccontextmanager
     async def pinned_reads(self) -> AsyncIterator[None]:
@@ -224,13 +252,24 @@ class Database:
         its busy handler, which sleeps in growing steps (up to 100 ms) instead of waking
         when the lock is free: four clients writing at once saw a p99 of a second. Other
         processes (more workers, the CLI) still meet at BEGIN IMMEDIATE and busy_timeout.
+
+        Inside pinned_reads(), a SQLite write runs on the pinned connection: a write by
+        another connection empties every other connection's page cache, so a request that
+        read on one connection and wrote on another found its next read cold (an agent's
+        search, which ranks and then counts the access, took 21 ms instead of 13).
         """
         if self._one_writer is None:
             async with write_session(self.sessionmaker) as session:
                 yield session
             return
-        async with self._one_writer, write_session(self.sessionmaker) as session:
-            yield session
+        async with self._one_writer:
+            connection = await self._pinned_connection()
+            if connection is None:
+                async with write_session(self.sessionmaker) as session:
+                    yield session
+                return
+            async with _sqlite_write_on(connection, self.sessionmaker) as session:
+                yield session
 
 
 class PinnedReadsPerRequest:
