@@ -193,12 +193,18 @@ async def test_pinned_reads_see_writes_made_meanwhile(db: AsyncEngine) -> None:
 
 
 async def test_sqlite_writes_inside_pinned_reads_use_the_pinned_connection(
-    sqlite_engine: AsyncEngine, statements: list[str]
+    sqlite_engine: AsyncEngine, tmp_path: Path
 ) -> None:
     """On SQLite a request's write runs on the connection its reads are pinned to (a
     write on another connection would empty that one's page cache): one connection in
-    all, the write committed under BEGIN IMMEDIATE, and later reads see it."""
+    all, holding the write lock from its first statement to its commit, and later reads
+    see the write."""
     database = Database(sqlite_engine)
+    other = create_engine(
+        Settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", sqlite_busy_timeout_ms=0
+        )
+    )
     checkouts: list[object] = []
 
     def on_checkout(dbapi_connection: object, *_args: Any) -> None:
@@ -210,13 +216,17 @@ async def test_sqlite_writes_inside_pinned_reads_use_the_pinned_connection(
             async with database.read() as session:
                 assert await scalar_in(session, "SELECT n FROM counter") == 0
             async with database.write() as session:
+                await session.execute(text("SELECT n FROM counter"))
+                with pytest.raises(OperationalError, match="locked"):
+                    async with write_connection(other) as blocked:
+                        await blocked.execute(text("UPDATE counter SET n = 100"))
                 await session.execute(text("UPDATE counter SET n = n + 1"))
             async with database.read() as session:
                 assert await scalar_in(session, "SELECT n FROM counter") == 1
     finally:
         event.remove(sqlite_engine.sync_engine, "checkout", on_checkout)
+        await other.dispose()
     assert len(checkouts) == 1
-    assert statements.count("BEGIN IMMEDIATE") == 1
     async with sqlite_engine.connect() as conn:
         assert await scalar(conn, "SELECT n FROM counter") == 1
 

@@ -91,6 +91,10 @@ def _configure_sqlite(engine: AsyncEngine, settings: Settings) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # Statement journals and RETURNING's buffers in memory: with the default, every
+        # upsert created, wrote and deleted a file in /var/tmp (its trigger-fed full-text
+        # index makes the statement journal outgrow its 64 KiB in-memory start).
+        cursor.execute("PRAGMA temp_store=MEMORY")
         # Reads of a large table mostly fetch single rows by id: through the memory map
         # they cost a memory access instead of a system call each; the page cache keeps
         # the hot index pages of each pooled connection.
@@ -129,6 +133,13 @@ async def write_session(
     engine = sessionmaker.kw["bind"]
     async with write_connection(engine) as conn, sessionmaker(bind=conn) as session:
         yield session
+        await _flush_pending(session)
+
+
+async def _flush_pending(session: AsyncSession) -> None:
+    """Flush what the session holds, if anything: a write made of Core statements has
+    nothing to flush, and an empty flush still costs a trip through SQLAlchemy's greenlet."""
+    if session.new or session.dirty or session.deleted:
         await session.flush()
 
 
@@ -139,13 +150,17 @@ async def _sqlite_write_on(
     """A write transaction (BEGIN IMMEDIATE ... COMMIT) on a pinned SQLite connection,
     whose own SQLAlchemy transaction is the reads' (it sends no SQL): the session joins
     it, and the transaction is committed, or rolled back, on the driver's connection."""
-    driver = (await connection.get_raw_connection()).driver_connection
-    assert driver is not None
-    await connection.exec_driver_sql("BEGIN IMMEDIATE")
+    driver = (
+        connection.sync_connection.connection.driver_connection
+        if connection.sync_connection
+        else None
+    )
+    assert isinstance(driver, sqlite_connection.OneTripConnection)
+    driver.defer_begin("BEGIN IMMEDIATE")  # sent with the first statement (see the module)
     try:
         async with sessionmaker(bind=connection) as session:
             yield session
-            await session.flush()
+            await _flush_pending(session)
     except BaseException:
         await driver.rollback()
         raise
@@ -212,6 +227,17 @@ class Database:
         async with self._read_sessionmaker(bind=connection) as session:
             yield session
 
+    @asynccontextmanager
+    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for Core reads, as read() sessions have them, without the cost of
+        a session: for the lookups every request makes (an API token's)."""
+        connection = await self._pinned_connection()
+        if connection is not None:
+            yield connection
+            return
+        async with self._read_engine.connect() as connection:
+            yield connection
+
     async def _pinned_connection(self) -> AsyncConnection | None:
         """This task's pinned connection (opened now if it has none yet), or None outside
         pinned_reads()."""
@@ -219,11 +245,13 @@ class Database:
         if pinned is None or pinned.database is not self or pinned.task is not _current_task():
             return None
         if pinned.connection is None:
-            connection = await self._read_engine.connect()
+            pinned.connection = await self._read_engine.connect()
+        if not pinned.connection.in_transaction():
             # An outer transaction (no BEGIN is sent: see the read options) that the
-            # sessions join, so closing each of them does not send a ROLLBACK.
-            await connection.begin()
-            pinned.connection = connection
+            # sessions join, so closing each of them does not send a ROLLBACK. A session
+            # whose flush fails rolls it back: begun again here, or the next write's
+            # session would own its transaction and roll it back when closed.
+            await pinned.connection.begin()
         return pinned.connection
 
     @asynccontextmanager

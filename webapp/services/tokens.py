@@ -76,8 +76,8 @@ async def revoke_token(
 async def token_principal(db: Database, *, secret: str) -> Principal | None:
     """Who a bearer secret acts as: its user, if the token is not revoked and the user is
     active; else None. Marks the token used (at most once a minute)."""
-    async with db.read() as session:
-        found = (await session.execute(_TOKEN_USER, {"token_hash": hash_token(secret)})).first()
+    async with db.read_connection() as connection:
+        found = (await connection.execute(_TOKEN_USER, {"token_hash": hash_token(secret)})).first()
     if found is None:
         return None
     token_id, last_used_at, user_id, username, is_admin = found
