@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(10_000, ge=0)
     sqlite_import_cache_mb: int = Field(64, ge=2, le=4096)
     sqlite_cache_mb: int = Field(32, ge=2, le=4096)
-    sqlite_mmap_mb: int = Field(1024, ge=0, le=1_048_576)
+    sqlite_mmap_mb: int = Field(0, ge=0, le=1_048_576)
 
     session_hours: int = Field(12, ge=1, le=24 * 90)
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
