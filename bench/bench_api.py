@@ -327,7 +327,9 @@ class Floor:
             match = f'{{owner}} : "u{self.user_id}" AND {{key content}} : ("{word}")'
             params: tuple[Any, ...] = (match, now, self.user_id, now, SEARCH_LIMIT)
         else:
-            params = (f"'{word}'", now, self.user_id, now, SEARCH_LIMIT)
+            # Ranked by the word, found with the owner word too, as search.py does.
+            words = f"('{word}':AB)"
+            params = (words, f"'u{self.user_id}' & {words}", now, self.user_id, now, SEARCH_LIMIT)
         return [row["id"] for row in await self.raw.fetch(self.rank_sql, *params)]
 
     async def search(self, word: str) -> list[int]:
@@ -344,23 +346,25 @@ class Floor:
 def rank_sql(dialect: str) -> str:
     """webapp/services/search.py's ranking by hand: the user's active matches, each
     scored 0.55 text + 0.20 importance + 0.15 recency + 0.10 access, best first.
-    Parameters: the text query, now, the user id, now, the limit."""
+    Parameters: the text query (on PostgreSQL: the words, then the words with the owner
+    word), now, the user id, now, the limit."""
     if dialect == "sqlite":
         matches = (
             "SELECT m.id, -bm25(long_term_memory_fts, 2.0, 1.0, 0.0) AS relevance, m.importance,"
             " m.updated_at, m.access_count FROM long_term_memory_fts, long_term_memory AS m"
             " WHERE long_term_memory_fts MATCH ? AND long_term_memory_fts.rowid = m.id"
             " AND m.is_deleted IS 0 AND (m.expires_at IS NULL OR m.expires_at > ?)"
-            " AND m.user_id = ?"
+            " AND m.user_id + 0 = ?"
         )
         age = "max(0.0, julianday(?) - julianday(updated_at))"
     else:
         matches = (
             "SELECT id, ts_rank('{0.1, 0.2, 0.5, 1.0}'::float4[], search_vector, query)"
             " AS relevance, importance, updated_at, access_count"
-            " FROM long_term_memory, to_tsquery('simple', ?) AS query"
-            " WHERE search_vector @@ query AND is_deleted IS false"
-            " AND (expires_at IS NULL OR expires_at > ?) AND user_id = ?"
+            " FROM long_term_memory, to_tsquery('simple', ?) AS query,"
+            " to_tsquery('simple', ?) AS owned"
+            " WHERE search_vector @@ owned AND is_deleted IS false"
+            " AND (expires_at IS NULL OR expires_at > ?) AND user_id + 0 = ?"
         )
         age = "greatest(0.0, extract(epoch FROM ?::timestamptz - updated_at) / 86400.0)"
     # The same expressions as search.py's (a + 0.0 and all): the same floating-point

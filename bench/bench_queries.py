@@ -654,7 +654,9 @@ class Bench:
         """Every query, in the order they run (the write last: it moves rows to the top)."""
         p, sqlite = self.p, self.raw.dialect == "sqlite"
         heavy = {"user": HEAVY_USER}
-        text_key = f'{{key content}} : ("{p.word}")' if sqlite else p.word  # as fulltext.py asks
+        text_key = (
+            f'{{key content}} : ("{p.word}")' if sqlite else f"('{p.word}':AB)"
+        )  # as fulltext.py
         tag_key = p.tag if sqlite else orjson.dumps([p.tag]).decode()
         text = self.browse_case("Q4", f"Q4 q={p.word}", {"q": p.word}, lambda now: (text_key, now))
         if "q" not in BrowseQuery.model_fields:  # pydantic would ignore it silently

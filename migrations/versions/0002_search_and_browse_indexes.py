@@ -46,7 +46,7 @@ def upgrade() -> None:
         postgresql_where=sa.text("is_deleted IS true"),
     )
     if op.get_context().dialect.name == "postgresql":
-        for statement in fulltext.POSTGRES_DDL:
+        for statement in fulltext.FIRST_POSTGRES_DDL:
             op.execute(statement)
         return
     for statement in fulltext.FIRST_SQLITE_TABLES.values():

@@ -138,15 +138,28 @@ FIRST_SQLITE_TRIGGERS = _triggers(
 """The index as migration 0002 made it (key and content only), for that migration and
 for going back to it: migrations replay the schema of their time, not today's."""
 
-POSTGRES_VECTOR = (
+_POSTGRES_TEXT_VECTOR = (
     "setweight(to_tsvector('simple'::regconfig, key), 'A') || "
     "setweight(to_tsvector('simple'::regconfig, content), 'B')"
 )
-POSTGRES_DDL = (
-    f"ALTER TABLE long_term_memory ADD COLUMN {SEARCH_VECTOR} tsvector "
-    f"GENERATED ALWAYS AS ({POSTGRES_VECTOR}) STORED",
-    f"CREATE INDEX {SEARCH_VECTOR_INDEX} ON long_term_memory USING gin ({SEARCH_VECTOR})",
+# The owner word, as on SQLite, with weight D: text queries ask for weights A and B only.
+POSTGRES_VECTOR = (
+    f"{_POSTGRES_TEXT_VECTOR} || setweight(to_tsvector('simple'::regconfig, "
+    f"'{OWNER_PREFIX}' || user_id::text), 'D')"
 )
+
+
+def _postgres_ddl(vector: str) -> tuple[str, str]:
+    return (
+        f"ALTER TABLE long_term_memory ADD COLUMN {SEARCH_VECTOR} tsvector "
+        f"GENERATED ALWAYS AS ({vector}) STORED",
+        f"CREATE INDEX {SEARCH_VECTOR_INDEX} ON long_term_memory USING gin ({SEARCH_VECTOR})",
+    )
+
+
+POSTGRES_DDL = _postgres_ddl(POSTGRES_VECTOR)
+FIRST_POSTGRES_DDL = _postgres_ddl(_POSTGRES_TEXT_VECTOR)
+"""The search vector as migration 0002 made it (key and content only)."""
 
 # Objects the models do not describe, for Alembic's comparison to leave alone.
 UNMODELLED_TABLES = frozenset(
@@ -207,10 +220,15 @@ def fts5_query_text(terms: list[Term], *, every: bool, owner: int | None = None)
     return f'{{owner}} : "{OWNER_PREFIX}{int(owner)}" AND {text}'
 
 
-def tsquery_text(terms: list[Term], *, every: bool) -> str:
-    """A to_tsquery() text: each word quoted, `:*` for a prefix, joined by & or |."""
-    joined = [f"'{term.word}'" + (":*" if term.prefix else "") for term in terms]
-    return (" & " if every else " | ").join(joined)
+def tsquery_text(terms: list[Term], *, every: bool, owner: int | None = None) -> str:
+    """A to_tsquery() text: each word quoted, `:*` for a prefix, looked for in key and
+    content only (weights A and B), joined by & or |; with owner, among that user's
+    memories only."""
+    joined = [f"'{term.word}':" + ("*" if term.prefix else "") + "AB" for term in terms]
+    text = "(" + (" & " if every else " | ").join(joined) + ")"
+    if owner is None:
+        return text
+    return f"'{OWNER_PREFIX}{int(owner)}' & {text}"
 
 
 def match_condition(

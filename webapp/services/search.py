@@ -54,17 +54,21 @@ class ScoredMemory:
 def _relevance(
     query: str, dialect: str, owner: int | None
 ) -> tuple[ColumnElement[float], list[ColumnElement[bool]]]:
-    """Text relevance (higher is better) and the conditions that make it computable; on
-    SQLite, they ask the index for owner's memories only (see fulltext.OWNER_PREFIX)."""
+    """Text relevance (higher is better) and the conditions that make it computable; they
+    ask the index for owner's memories only (see fulltext.OWNER_PREFIX)."""
     terms = fulltext.parse_terms(query)
     if dialect == "postgresql":
-        tsquery = func.to_tsquery(fulltext.SIMPLE, fulltext.tsquery_text(terms, every=False))
+        words = func.to_tsquery(fulltext.SIMPLE, fulltext.tsquery_text(terms, every=False))
+        owned = func.to_tsquery(
+            fulltext.SIMPLE, fulltext.tsquery_text(terms, every=False, owner=owner)
+        )
+        # Ranked by the words only: the owner word is a filter, not relevance.
         relevance = func.ts_rank(
             literal_column(f"'{TEXT_WEIGHTS_POSTGRES}'::float4[]"),
             literal_column(fulltext.SEARCH_VECTOR),
-            tsquery,
+            words,
         )
-        return relevance, [literal_column(fulltext.SEARCH_VECTOR).op("@@")(tsquery)]
+        return relevance, [literal_column(fulltext.SEARCH_VECTOR).op("@@")(owned)]
     fts = fulltext.fts_table
     bm25 = -func.bm25(literal_column(fulltext.FTS_TABLE), 2.0, 1.0, 0.0)  # key, content, owner
     return bm25, [
@@ -129,7 +133,11 @@ async def rank(
     relevance, match = _relevance(request.query, db.dialect, owner)
     conditions = [*match, state_condition("active", now=now)]
     if owner is not None:
-        conditions.append(_c.user_id == owner)
+        # The owner word has narrowed the matches inside the text index already; with
+        # an indexable user_id test too, PostgreSQL also read the user's 60,000 row ids
+        # from the user_id index to intersect them (11 ms instead of 5). `+ 0`: a check
+        # of each match, no index.
+        conditions.append(_c.user_id + 0 == owner)
     if request.namespace:
         conditions.append(namespace_condition(request.namespace, dialect=db.dialect))
     if request.tags:
