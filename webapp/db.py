@@ -294,11 +294,12 @@ class Database:
             return
         async with self._one_writer:
             connection = await self._pinned_connection()
-            if connection is None:
-                async with write_session(self.sessionmaker) as session:
-                    yield session
-                return
-            async with _sqlite_write_on(connection, self.sessionmaker) as session:
+            writing = (
+                write_session(self.sessionmaker)
+                if connection is None
+                else _sqlite_write_on(connection, self.sessionmaker)
+            )
+            async with writing as session:
                 yield session
 
 

@@ -17,8 +17,9 @@ from sqlalchemy import select
 
 from webapp.db import Database
 from webapp.models import ContextRequest, LongTermMemory, SearchRequest
+from webapp.services.memories import count_access
 from webapp.services.principal import Principal
-from webapp.services.search import count_access, rank
+from webapp.services.search import rank
 
 CANDIDATES = 50
 """How many of the best-ranked memories are considered for a block."""

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, and_, delete, false, func, insert, select,
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from webapp.db import Database
 from webapp.errors import Conflict, InvalidInput, NotFound, VersionConflict
@@ -134,17 +135,8 @@ async def _insert_unless_exists(
 ) -> LongTermMemory | None:
     """INSERT ... ON CONFLICT (user, namespace, key) DO NOTHING RETURNING the new memory,
     or None when that key exists."""
-    values = {
-        **data.model_dump(),
-        "user_id": owner,
-        "created_at": now,
-        "updated_at": now,
-        "version": 1,
-        "access_count": 0,
-        "last_accessed_at": None,
-        "is_deleted": False,
-        "deleted_at": None,
-    }
+    # The other columns take the table's defaults (version 1, never read, not deleted).
+    values = {**data.model_dump(), "user_id": owner, "created_at": now, "updated_at": now}
     row = (await session.execute(_CREATE_UNLESS_EXISTS[dialect], values)).first()
     return None if row is None else LongTermMemory(**row._mapping)
 
@@ -159,24 +151,36 @@ async def recall(
 ) -> LongTermMemory:
     """The active memory at namespace/key, counting the access in SQL (not an event)."""
     owner = principal.owner_for(owner_id)
-    now = utcnow()
-    statement = (
-        update(LongTermMemory)
-        .where(
-            _c.user_id == owner,
-            _c.namespace == namespace,
-            _c.key == key,
-            state_condition("active", now=now),
-        )
-        .values(access_count=_c.access_count + 1, last_accessed_at=now)
-        .returning(LongTermMemory)
-        .execution_options(synchronize_session=False)
-    )
+    statement = _counting_access(_c.user_id == owner, _c.namespace == namespace, _c.key == key)
     async with db.write() as session:
         memory = (await session.execute(statement)).scalar_one_or_none()
     if memory is None:
         raise _not_found()
     return memory
+
+
+async def count_access(db: Database, *, ids: list[int]) -> dict[int, LongTermMemory]:
+    """Count one access to each of ids that is still active, and return those memories by
+    id as they are after it (for search results and context blocks)."""
+    if not ids:
+        return {}
+    async with db.write() as session:
+        memories = (await session.execute(_counting_access(_c.id.in_(ids)))).scalars().all()
+    return {memory.id: memory for memory in memories if memory.id is not None}
+
+
+def _counting_access(*conditions: ColumnElement[bool]) -> ReturningUpdate[LongTermMemory]:
+    """UPDATE ... RETURNING the active memories matching conditions, each read once more:
+    what every read that counts (recall, search, context) does, in SQL rather than as a
+    read-modify-write, and without an event."""
+    now = utcnow()
+    return (
+        update(LongTermMemory)
+        .where(*conditions, state_condition("active", now=now))
+        .values(access_count=_c.access_count + 1, last_accessed_at=now)
+        .returning(LongTermMemory)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def get_memory(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, String, bindparam, case, cast, func, literal_column, select, update
+from sqlalchemy import Float, String, bindparam, case, cast, func, literal_column, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from webapp.db import Database
@@ -30,6 +30,7 @@ from webapp.formats import sqlite_datetime_text
 from webapp.models import LongTermMemory, SearchRequest
 from webapp.services import fulltext
 from webapp.services.filters import namespace_condition, state_condition, tags_condition
+from webapp.services.memories import count_access
 from webapp.services.principal import Principal
 from webapp.services.users import visible_user_id
 from webapp.types import utcnow
@@ -177,21 +178,3 @@ async def rank(
         )
         for row in rows
     ]
-
-
-async def count_access(db: Database, *, ids: list[int]) -> dict[int, LongTermMemory]:
-    """Count one access to each of ids that is still active (in SQL, not read-modify-
-    write), and return those memories by id as they are after it."""
-    if not ids:
-        return {}
-    now = utcnow()
-    counted = (
-        update(LongTermMemory)
-        .where(_c.id.in_(ids), state_condition("active", now=now))
-        .values(access_count=_c.access_count + 1, last_accessed_at=now)
-        .returning(LongTermMemory)
-        .execution_options(synchronize_session=False)
-    )
-    async with db.write() as session:
-        memories = (await session.execute(counted)).scalars().all()
-    return {memory.id: memory for memory in memories if memory.id is not None}
