@@ -275,8 +275,7 @@ class AppData:
     ) -> User:
         """A saved user who can log in with password."""
         data = UserCreate(username=username, password=password, is_admin=is_admin)
-        async with self.db.sessionmaker() as session:
-            return await create_user(session, data=data)
+        return await create_user(self.db, data=data)
 
     async def remember(
         self,

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.factories import make_memories_for_filters, make_memory, make_user
 from tests.web_support import Visitor, asgi_clients
+from webapp.db import Database
 from webapp.models import ApiToken, LongTermMemory, MemoryEvent, User
 from webapp.services import tokens
 from webapp.services.search import WEIGHTS
@@ -87,12 +88,12 @@ async def open_client(app: FastAPI, db: AsyncEngine) -> AsyncIterator[OpenClient
 
 
 @pytest.fixture
-def new_agent(session: AsyncSession, open_client: OpenClient) -> NewAgent:
+def new_agent(db: AsyncEngine, session: AsyncSession, open_client: OpenClient) -> NewAgent:
     """Creates a user with an API token and a client that sends it."""
 
     async def make(username: str, *, is_admin: bool = False) -> Agent:
         user = await make_user(session, username=username, is_admin=is_admin)
-        token, secret = await create_token(session, user=user, name=f"{username}-agent")
+        token, secret = await create_token(Database(db), user=user, name=f"{username}-agent")
         client = open_client(Authorization=f"Bearer {secret}")
         return Agent(user=user, token=token, secret=secret, client=client)
 
@@ -942,9 +943,9 @@ async def test_the_scheme_name_is_case_insensitive(open_client: OpenClient, ann:
 async def test_a_revoked_token_is_401(db: AsyncEngine, session: AsyncSession, ann: Agent) -> None:
     """Revoking a token stops it at once; the user's other tokens keep working."""
     assert (await ann.client.get("/memories")).status_code == 200
-    other, other_secret = await create_token(session, user=ann.user, name="second")
+    other, other_secret = await create_token(Database(db), user=ann.user, name="second")
     assert ann.token.id is not None
-    await revoke_token(session, token_id=ann.token.id)
+    await revoke_token(Database(db), token_id=ann.token.id)
     assert_unauthorized(await ann.client.get("/memories"))
     assert_unauthorized(await ann.client.put("/memories", json=memory()))
     assert await everything(db) == ([], [])

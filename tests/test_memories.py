@@ -22,6 +22,7 @@ from webapp.formats import format_time
 from webapp.models import ApiToken, LongTermMemory, MemoryCreate, MemoryEvent, MemoryUpdate, User
 from webapp.services import memories
 from webapp.services.principal import Principal
+from webapp.services.retention import Retention
 from webapp.types import utcnow
 
 from .factories import make_user
@@ -268,13 +269,13 @@ async def test_purge_by_a_user_purges_only_their_own_rows(people: People) -> Non
         ids[name] = await remember(p, principal)
         await set_columns(p.database, ids[name], is_deleted=True, deleted_at=long_ago)
 
-    report = await memories.purge(p.database, principal=p.as_bob)
+    report = await memories.purge(p.database, principal=p.as_bob, retention=Retention())
 
     assert (report.deleted, report.expired) == (1, 0)
     assert await read_row(p.database, ids["bob"]) is None
     assert await read_row(p.database, ids["alice"]) is not None
 
-    report = await memories.purge(p.database, principal=p.as_admin)
+    report = await memories.purge(p.database, principal=p.as_admin, retention=Retention())
 
     assert (report.deleted, report.expired) == (1, 0)
     assert await read_row(p.database, ids["alice"]) is None
@@ -764,7 +765,9 @@ async def test_purge_dry_run_counts_and_removes_nothing(people: People) -> None:
     p = people
     ids = await _purge_fixture(p)
 
-    report = await memories.purge(p.database, principal=p.as_admin, dry_run=True)
+    report = await memories.purge(
+        p.database, principal=p.as_admin, retention=Retention(), dry_run=True
+    )
 
     assert (report.deleted, report.expired, report.dry_run) == (1, 1, True)
     assert await _remaining(p) == set(ids.values())
@@ -777,7 +780,7 @@ async def test_purge_removes_exactly_the_rows_past_their_period(people: People) 
     p = people
     ids = await _purge_fixture(p)
 
-    report = await memories.purge(p.database, principal=p.as_alice)
+    report = await memories.purge(p.database, principal=p.as_alice, retention=Retention())
 
     assert (report.deleted, report.expired, report.dry_run) == (1, 1, False)
     gone = {ids["deleted_40"], ids["expired_10"]}
@@ -801,7 +804,9 @@ async def test_purge_with_zero_retention_takes_every_soft_deleted_row(people: Pe
     fresh = await remember(p, p.as_alice, key="just-deleted")
     await memories.delete_memory(p.database, principal=p.as_alice, memory_id=fresh)
 
-    report = await memories.purge(p.database, principal=p.as_alice, retention_days=0)
+    report = await memories.purge(
+        p.database, principal=p.as_alice, retention=Retention(deleted_days=0)
+    )
 
     assert (report.deleted, report.expired) == (3, 1)
     gone = {ids["deleted_40"], ids["deleted_10"], ids["expired_10"], fresh}
@@ -809,7 +814,7 @@ async def test_purge_with_zero_retention_takes_every_soft_deleted_row(people: Pe
 
 
 @pytest.mark.parametrize(
-    "periods", [{"retention_days": -1}, {"expired_grace_days": -1}], ids=["retention", "grace"]
+    "periods", [{"deleted_days": -1}, {"expired_grace_days": -1}], ids=["retention", "grace"]
 )
 async def test_purge_with_negative_days_is_invalid(people: People, periods: dict[str, int]) -> None:
     """Negative periods are refused before anything is removed."""
@@ -817,7 +822,7 @@ async def test_purge_with_negative_days_is_invalid(people: People, periods: dict
     ids = await _purge_fixture(p)
 
     with pytest.raises(InvalidInput):
-        await memories.purge(p.database, principal=p.as_admin, **periods)
+        await memories.purge(p.database, principal=p.as_admin, retention=Retention(**periods))
 
     assert await _remaining(p) == set(ids.values())
 
@@ -828,7 +833,9 @@ async def test_ids_are_not_reused_after_a_purge(people: People) -> None:
     await remember(p, p.as_alice, key="older")
     newest = await remember(p, p.as_alice, key="newest")
     await memories.delete_memory(p.database, principal=p.as_alice, memory_id=newest)
-    report = await memories.purge(p.database, principal=p.as_alice, retention_days=0)
+    report = await memories.purge(
+        p.database, principal=p.as_alice, retention=Retention(deleted_days=0)
+    )
     assert report.deleted == 1 and await read_row(p.database, newest) is None
 
     after = await remember(p, p.as_alice, key="after")

@@ -24,6 +24,7 @@ from webapp.services import bulk, fulltext, memories, search, transfer
 from webapp.services.browse import browse
 from webapp.services.cursors import CursorSigner
 from webapp.services.principal import Principal
+from webapp.services.retention import Retention
 from webapp.settings import Settings
 from webapp.types import utcnow
 
@@ -227,7 +228,7 @@ async def test_indexes_follow_each_write_path(
             .where(LongTermMemory.id == second.id)  # type: ignore[arg-type]
             .values(deleted_at=utcnow() - timedelta(days=31))
         )
-    report = await memories.purge(database, principal=OPERATOR)
+    report = await memories.purge(database, principal=OPERATOR, retention=Retention())
     assert report.deleted == 1
     await check_indexes(database)  # purge
     assert await find(database, "ramen") == set()

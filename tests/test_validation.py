@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from webapp import settings as settings_module
 from webapp.models import MemoryCreate, MemoryUpdate
 from webapp.validation import (
+    content_limit,
+    current_content_limit,
     ensure_utc,
     parse_utc,
     validate_content,
@@ -45,21 +46,10 @@ def assert_refused(schema: type[BaseModel], field: str, value: Any) -> None:
 
 
 @pytest.fixture
-def content_limit(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """CONTENT_MAX_BYTES=10 for the test, with the settings cache cleared before and after."""
-    monkeypatch.setenv("CONTENT_MAX_BYTES", "10")
-    settings_module.get_settings.cache_clear()
-    yield
-    settings_module.get_settings.cache_clear()
-
-
-@pytest.fixture(autouse=True)
-def default_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Run every test with the default content limit, whatever the environment says."""
-    monkeypatch.delenv("CONTENT_MAX_BYTES", raising=False)
-    settings_module.get_settings.cache_clear()
-    yield
-    settings_module.get_settings.cache_clear()
+def ten_bytes() -> Iterator[None]:
+    """A content limit of 10 bytes for the test, as an app with CONTENT_MAX_BYTES=10 sets it."""
+    with content_limit(10):
+        yield
 
 
 # --- importance ----------------------------------------------------------------------------
@@ -269,10 +259,10 @@ def test_validate_content_limit_is_a_parameter(max_bytes: int, value: str, ok: b
 
 
 @BOTH_SCHEMAS
-@pytest.mark.usefixtures("content_limit")
-def test_schemas_follow_content_max_bytes_setting(schema: type[BaseModel]) -> None:
-    """CONTENT_MAX_BYTES changes the limit the schemas apply (bytes, not characters)."""
-    assert settings_module.get_settings().content_max_bytes == 10
+@pytest.mark.usefixtures("ten_bytes")
+def test_schemas_follow_the_content_limit(schema: type[BaseModel]) -> None:
+    """The content limit in force changes what the schemas allow (bytes, not characters)."""
+    assert current_content_limit() == 10
     assert build(schema, content="a" * 10).content == "a" * 10  # type: ignore[attr-defined]
     assert build(schema, content=EURO * 3).content == EURO * 3  # type: ignore[attr-defined]
     with pytest.raises(ValidationError, match="11 bytes"):

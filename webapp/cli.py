@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webapp import migrate as migrations
-from webapp.db import create_engine, create_sessionmaker
+from webapp.db import Database, create_engine
 from webapp.demo import DEFAULT_MEMORIES, DEFAULT_PATH, MAX_MEMORIES, demo_settings, prepare_demo
 from webapp.errors import DatabaseUnavailable, MemoryAdminError
 from webapp.models import UserCreate
@@ -63,6 +63,16 @@ def run_with_engine(
             await engine.dispose()
 
     return asyncio.run(main())
+
+
+def run_with_db(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
+    """Run work with the Database of a migrated database (writes through Database.write,
+    so SQLite's BEGIN IMMEDIATE applies), then close it."""
+
+    async def with_db(engine: AsyncEngine, settings: Settings) -> T:
+        return await work(Database(engine), settings)
+
+    return run_with_engine(with_db)
 
 
 async def ensure_schema(engine: AsyncEngine, settings: Settings) -> None:
@@ -110,13 +120,12 @@ def serve(host: str, port: int, workers: int) -> None:
     settings = _settings()
     settings.resolve_secret_key()  # fail now with a clear line, not in every worker
 
-    async def check(engine: AsyncEngine, _settings: Settings) -> int:
+    async def check(db: Database, _settings: Settings) -> int:
         from webapp.services.users import count_admins
 
-        async with create_sessionmaker(engine)() as session:
-            return await count_admins(session)
+        return await count_admins(db)
 
-    admins = run_with_engine(check)
+    admins = run_with_db(check)
     if admins == 0:
         click.echo(
             "No admin user yet. Create one with:  memory-admin createuser admin --admin",
@@ -222,13 +231,12 @@ def createuser(username: str, admin: bool, email: str | None, password_stdin: bo
         )
     data = _validated(UserCreate, username=username, email=email, password=password, is_admin=admin)
 
-    async def work(engine: AsyncEngine, _settings: Settings) -> None:
+    async def work(db: Database, _settings: Settings) -> None:
         from webapp.services.users import create_user
 
-        async with create_sessionmaker(engine)() as session:
-            await create_user(session, data=data)
+        await create_user(db, data=data)
 
-    run_with_engine(work)
+    run_with_db(work)
     role = "admin" if admin else "user"
     click.echo(f"Created {role} {username!r}.")
 
@@ -256,17 +264,16 @@ def token_create(username: str, label: str) -> None:
     if not label.strip() or len(label) > 100:
         raise click.BadParameter("must be 1 to 100 characters", param_hint="--name")
 
-    async def work(engine: AsyncEngine, _settings: Settings) -> tuple[int, str]:
+    async def work(db: Database, _settings: Settings) -> tuple[int, str]:
         from webapp.services.tokens import create_token
         from webapp.services.users import get_user_by_username
 
-        async with create_sessionmaker(engine)() as session:
-            user = await get_user_by_username(session, username=username)
-            created, secret = await create_token(session, user=user, name=label.strip())
-            assert created.id is not None
-            return created.id, secret
+        user = await get_user_by_username(db, username=username)
+        created, secret = await create_token(db, user=user, name=label.strip())
+        assert created.id is not None
+        return created.id, secret
 
-    token_id, secret = run_with_engine(work)
+    token_id, secret = run_with_db(work)
     click.echo(f"Created API token {token_id} ({label.strip()!r}) for {username!r}.")
     click.echo("Copy the secret now; it is not shown again:")
     click.echo(secret)
@@ -277,13 +284,12 @@ def token_create(username: str, label: str) -> None:
 def token_revoke(token_id: int) -> None:
     """Revoke the API token with this id."""
 
-    async def work(engine: AsyncEngine, _settings: Settings) -> None:
+    async def work(db: Database, _settings: Settings) -> None:
         from webapp.services.tokens import revoke_token
 
-        async with create_sessionmaker(engine)() as session:
-            await revoke_token(session, token_id=token_id)
+        await revoke_token(db, token_id=token_id)
 
-    run_with_engine(work)
+    run_with_db(work)
     click.echo(f"Revoked API token {token_id}.")
 
 
@@ -373,36 +379,36 @@ def _progress_bar(total: int | None) -> Any:
 @click.option(
     "--retention-days",
     type=click.IntRange(min=0),
-    default=30,
-    show_default=True,
-    help="Remove soft-deleted memories deleted more than this many days ago.",
+    default=None,
+    help="Remove soft-deleted memories deleted more than this many days ago "
+    "(default: TRASH_RETENTION_DAYS, 30 unless set).",
 )
 @click.option(
     "--expired-grace-days",
     type=click.IntRange(min=0),
-    default=7,
-    show_default=True,
-    help="Remove memories that expired more than this many days ago.",
+    default=None,
+    help="Remove memories that expired more than this many days ago "
+    "(default: EXPIRED_GRACE_DAYS, 7 unless set).",
 )
-def purge(dry_run: bool, retention_days: int, expired_grace_days: int) -> None:
+def purge(dry_run: bool, retention_days: int | None, expired_grace_days: int | None) -> None:
     """Hard-delete old soft-deleted and long-expired memories of every user (audited)."""
-    from webapp.db import Database
     from webapp.services.memories import purge as purge_memories
     from webapp.services.principal import Principal
+    from webapp.services.retention import Retention
 
-    async def work(engine: AsyncEngine, _settings: Settings) -> Any:
-        return await purge_memories(
-            Database(engine),
-            principal=Principal.operator(),
-            retention_days=retention_days,
-            expired_grace_days=expired_grace_days,
-            dry_run=dry_run,
+    async def work(db: Database, settings: Settings) -> Any:
+        retention = Retention.of(
+            settings, deleted_days=retention_days, expired_grace_days=expired_grace_days
         )
+        report = await purge_memories(
+            db, principal=Principal.operator(), retention=retention, dry_run=dry_run
+        )
+        return report, retention
 
-    report = run_with_engine(work)
+    report, retention = run_with_db(work)
     counts = (
-        f"{report.deleted} soft-deleted (deleted over {retention_days} days ago) and "
-        f"{report.expired} expired (over {expired_grace_days} days ago)"
+        f"{report.deleted} soft-deleted (deleted over {retention.deleted_days} days ago) and "
+        f"{report.expired} expired (over {retention.expired_grace_days} days ago)"
     )
     if dry_run:
         click.echo(f"Dry run, nothing removed: would purge {counts}.")

@@ -7,10 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
@@ -20,7 +19,6 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webapp import sqlite_connection
 from webapp.formats import dump_json
@@ -169,13 +167,6 @@ async def _sqlite_write_on(
     await driver.commit()
 
 
-async def get_async_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """FastAPI dependency: one session per request from the app's sessionmaker."""
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session:
-        yield session
-
-
 @dataclass
 class _PinnedReads:
     """The connection a request's read sessions share, opened by the first of them."""
@@ -301,38 +292,6 @@ class Database:
             )
             async with writing as session:
                 yield session
-
-
-class PinnedReadsPerRequest:
-    """ASGI middleware: each HTTP request's read sessions share one connection
-    (Database.pinned_reads), handed back once the response is sent."""
-
-    def __init__(self, app: ASGIApp, *, database: Database) -> None:
-        self.app = app
-        self.database = database
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        async with self.database.pinned_reads():
-            await self.app(scope, receive, send)
-
-
-def database(request: Request) -> Database:
-    """The app's Database."""
-    db: Database = request.app.state.db
-    return db
-
-
-async def _database_dependency(request: Request) -> Database:
-    # Async: FastAPI runs a plain `def` dependency in a worker thread, a hop that costs
-    # more than the lookup.
-    return database(request)
-
-
-DatabaseDep = Annotated[Database, Depends(_database_dependency)]
-"""The app's Database, for the admin pages and the API alike."""
 
 
 def _current_task() -> asyncio.Task[Any] | None:

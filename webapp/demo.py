@@ -21,15 +21,18 @@ from random import Random
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webapp import migrate
-from webapp.db import create_engine, create_sessionmaker
+from webapp.db import Database, create_engine
 from webapp.errors import MemoryAdminError
 from webapp.formats import format_time
-from webapp.models import User, UserCreate
-from webapp.services.users import create_user, get_user_by_username, verify_password
+from webapp.models import UserCreate
+from webapp.services.users import (
+    count_users,
+    create_user,
+    get_user_by_username,
+    verify_password,
+)
 from webapp.settings import Settings
 from webapp.types import utcnow
 
@@ -488,29 +491,28 @@ async def prepare_demo(
             await conn.exec_driver_sql(f"PRAGMA application_id = {APPLICATION_ID}")
             await conn.commit()
         await migrate.upgrade(engine)
-        async with create_sessionmaker(engine)() as session:
-            for login, is_admin in ((admin, True), (user, False)):
-                data = UserCreate(
-                    username=login.username,
-                    password=login.password,
-                    email=f"{login.username}@example.org",
-                    is_admin=is_admin,
-                )
-                await create_user(session, data=data)
+        db = Database(engine)
+        for login, is_admin in ((admin, True), (user, False)):
+            data = UserCreate(
+                username=login.username,
+                password=login.password,
+                email=f"{login.username}@example.org",
+                is_admin=is_admin,
+            )
+            await create_user(db, data=data)
         records = generate_memories(memories, seed=seed, now=now or utcnow(), states=states)
         with io.BufferedReader(_JsonLines(records), buffer_size=1 << 20) as source:
             report = await import_jsonl(engine, source=source, settings=settings)
-        users = await _check_logins(engine, admin, user)
+        users = await _check_logins(db, admin, user)
     finally:
         await engine.dispose()
     return Demo(path, report.created, users, states, admin, user)
 
 
-async def _check_logins(engine: AsyncEngine, *logins: Login) -> int:
+async def _check_logins(db: Database, *logins: Login) -> int:
     """Make sure each printed password logs in; returns how many users there are."""
-    async with create_sessionmaker(engine)() as session:
-        for login in logins:
-            found = await get_user_by_username(session, username=login.username)
-            if not verify_password(found.password_hash, login.password):
-                raise MemoryAdminError(f"the demo user {login.username!r} cannot log in")
-        return int((await session.execute(select(func.count()).select_from(User))).scalar_one())
+    for login in logins:
+        found = await get_user_by_username(db, username=login.username)
+        if not verify_password(found.password_hash, login.password):
+            raise MemoryAdminError(f"the demo user {login.username!r} cannot log in")
+    return await count_users(db)

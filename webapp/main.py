@@ -16,9 +16,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from webapp import __version__
 from webapp.api import mount_api
-from webapp.db import Database, PinnedReadsPerRequest, create_engine, create_sessionmaker
+from webapp.db import Database, create_engine
 from webapp.errors import MemoryAdminError
 from webapp.paths import resource_dir
+from webapp.request_scope import RequestScope
 from webapp.services.cursors import CursorSigner
 from webapp.services.health import database_status
 from webapp.settings import Settings, get_settings
@@ -50,7 +51,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = create_sessionmaker(engine)
     app.state.db = Database(engine)
     secret_key = settings.resolve_secret_key()
     app.state.cursor_signer = CursorSigner(secret_key)
@@ -64,7 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _add_error_handlers(app)
     mount_admin_app(app, settings, secret_key)
     mount_api(app)
-    app.add_middleware(PinnedReadsPerRequest, database=app.state.db)
+    app.add_middleware(
+        RequestScope, database=app.state.db, content_max_bytes=settings.content_max_bytes
+    )
 
     @app.get("/healthz", name="healthz", include_in_schema=False)
     async def healthz() -> Response:

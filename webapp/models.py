@@ -24,9 +24,9 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, Relationship, SQLModel
 
-from webapp.settings import get_settings
 from webapp.types import PortableJSON, UTCDateTime, utcnow
 from webapp.validation import (
+    current_content_limit,
     ensure_utc,
     validate_content,
     validate_importance,
@@ -47,7 +47,7 @@ metadata: MetaData = SQLModel.metadata
 
 
 def _content_rule(value: str) -> str:
-    return validate_content(value, get_settings().content_max_bytes)
+    return validate_content(value, current_content_limit())
 
 
 Namespace = Annotated[str, AfterValidator(validate_namespace)]

@@ -21,6 +21,9 @@ HTMX_INTEGRITY = "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GB
 htmx.org@HTMX_VERSION, dist/htmx.min.js). Change all three together."""
 
 
+DEFAULT_CONTENT_MAX_BYTES = 65_536
+
+
 class ConfigError(Exception):
     """A setting is missing or wrong; the message says which and how to fix it."""
 
@@ -33,7 +36,7 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     secret_key: SecretStr | None = None
 
-    content_max_bytes: int = Field(65_536, ge=1, le=16 * 1024 * 1024)
+    content_max_bytes: int = Field(DEFAULT_CONTENT_MAX_BYTES, ge=1, le=16 * 1024 * 1024)
 
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(20, ge=0)
@@ -47,6 +50,7 @@ class Settings(BaseSettings):
     session_hours: int = Field(12, ge=1, le=24 * 90)
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     trash_retention_days: int = Field(30, ge=0, le=36_500)
+    expired_grace_days: int = Field(7, ge=0, le=36_500)
 
     @field_validator("database_url")
     @classmethod

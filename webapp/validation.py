@@ -10,15 +10,40 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+from webapp.settings import DEFAULT_CONTENT_MAX_BYTES
 
 NAMESPACE_MAX_CHARS = 200
 KEY_MAX_CHARS = 255
 TAGS_MAX_COUNT = 32
 TAG_MAX_CHARS = 64
 USERNAME_MAX_CHARS = 150
+
+_content_max_bytes: ContextVar[int] = ContextVar(
+    "memory_admin_content_max_bytes", default=DEFAULT_CONTENT_MAX_BYTES
+)
+
+
+@contextmanager
+def content_limit(max_bytes: int) -> Iterator[None]:
+    """Inside the block, the schemas' content rule allows max_bytes: an app applies its own
+    CONTENT_MAX_BYTES to each request this way, so two apps in one process each keep theirs."""
+    token = _content_max_bytes.set(max_bytes)
+    try:
+        yield
+    finally:
+        _content_max_bytes.reset(token)
+
+
+def current_content_limit() -> int:
+    """The content limit in force here (content_limit's, else the default 65,536 bytes)."""
+    return _content_max_bytes.get()
+
 
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)*")
 _USERNAME_RE = re.compile(r"[A-Za-z0-9_.@+\-]+")

@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator
 from sqlmodel import SQLModel
 
-from webapp.db import Database, DatabaseDep, database
+from webapp.db import Database
 from webapp.errors import InvalidInput, MemoryAdminError, NotFound
 from webapp.models import (
     BrowseQuery,
@@ -27,6 +27,7 @@ from webapp.models import (
     SearchRequestBody,
     SearchResults,
 )
+from webapp.request_scope import DatabaseDep, database
 from webapp.services.browse import browse
 from webapp.services.context import build_context
 from webapp.services.cursors import CursorSigner
@@ -42,7 +43,7 @@ from webapp.services.namespaces import namespace_health
 from webapp.services.principal import Principal
 from webapp.services.search import search
 from webapp.services.tokens import token_principal
-from webapp.services.users import visible_user_id
+from webapp.services.users import resolve_user
 from webapp.types import utcnow
 from webapp.validation import number_from_text
 
@@ -144,8 +145,7 @@ async def _act_as(db: Database, principal: Principal, user: str | None) -> Princ
         if principal.user_id is None:
             raise NotFound("no such user")
         return principal.acting_for(principal.user_id)
-    async with db.read() as session:
-        user_id = await visible_user_id(session, principal, user)
+    user_id = await resolve_user(db, principal=principal, username=user)
     if user_id is None:
         raise NotFound("no such user")
     return principal.acting_for(user_id)

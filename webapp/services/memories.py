@@ -9,12 +9,12 @@ VersionConflict when the memory has moved on, so nothing is silently overwritten
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, false, func, insert, select, true, update
+from sqlalchemy import ColumnElement, delete, false, func, insert, select, true, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +26,7 @@ from webapp.models import EventAction, LongTermMemory, MemoryCreate, MemoryEvent
 from webapp.services import events
 from webapp.services.filters import state_condition
 from webapp.services.principal import Principal
+from webapp.services.retention import Retention
 from webapp.types import utcnow
 
 _table = LongTermMemory.__table__  # type: ignore[attr-defined]
@@ -205,6 +206,34 @@ async def update_memory(
     for name in ("content", "tags", "importance"):
         if name in requested and requested[name] is None:
             raise InvalidInput(f"{name} cannot be null")
+
+    def assign(memory: LongTermMemory) -> None:
+        for name, value in requested.items():
+            setattr(memory, name, value)
+
+    return await change_memory(
+        db,
+        principal=principal,
+        memory_id=memory_id,
+        expected_version=changes.version,
+        change=assign,
+    )
+
+
+async def change_memory(
+    db: Database,
+    *,
+    principal: Principal,
+    memory_id: int,
+    expected_version: int | None,
+    change: Callable[[LongTermMemory], None],
+) -> LongTermMemory:
+    """Apply change to a live memory, locked, in one write transaction with its `update`
+    event; checks version. change may raise InvalidInput: then nothing is written.
+
+    Every edit of one memory goes through here (the API's PATCH, the pages' edits, tags
+    and importance in services.edits), so each is checked and recorded the same way.
+    """
     now = utcnow()
     async with db.write() as session:
         memory = await _locked(
@@ -212,10 +241,9 @@ async def update_memory(
         )
         if memory is None:
             raise _not_found(memory_id)
-        _check_version(memory, changes.version)
+        _check_version(memory, expected_version)
         before = events.snapshot(memory)
-        for name, value in requested.items():
-            setattr(memory, name, value)
+        change(memory)
         events.record_change(
             session,
             memory=memory,
@@ -269,17 +297,6 @@ async def _set_deleted(
         return memory
 
 
-def _purgeable(
-    *, now: datetime, retention_days: int, expired_grace_days: int
-) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
-    """(soft-deleted past retention, expired past the grace period)."""
-    deleted = and_(_c.is_deleted.is_(true()), _c.deleted_at <= now - timedelta(days=retention_days))
-    expired = and_(
-        _c.is_deleted.is_(false()), _c.expires_at <= now - timedelta(days=expired_grace_days)
-    )
-    return deleted, expired
-
-
 async def purge_deleted(
     db: Database, *, principal: Principal, user_id: int | None = None, dry_run: bool = False
 ) -> int:
@@ -331,8 +348,7 @@ async def purge(
     db: Database,
     *,
     principal: Principal,
-    retention_days: int = 30,
-    expired_grace_days: int = 7,
+    retention: Retention,
     dry_run: bool = False,
 ) -> PurgeReport:
     """Hard-delete soft-deleted rows past retention and rows expired past the grace period.
@@ -340,12 +356,10 @@ async def purge(
     Each purged row leaves a `purge` event. The dry run counts with the same conditions
     in the same kind of transaction, so it reports what the real run would remove.
     """
-    if retention_days < 0 or expired_grace_days < 0:
+    if retention.deleted_days < 0 or retention.expired_grace_days < 0:
         raise InvalidInput("retention and grace periods must be 0 days or more")
     now = utcnow()
-    deleted, expired = _purgeable(
-        now=now, retention_days=retention_days, expired_grace_days=expired_grace_days
-    )
+    deleted, expired = retention.purgeable(now)
     visible = principal.visible()
     async with db.write() as session:
         counts = {}

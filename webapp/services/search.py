@@ -32,7 +32,7 @@ from webapp.services import fulltext
 from webapp.services.filters import namespace_condition, state_condition, tags_condition
 from webapp.services.memories import count_access
 from webapp.services.principal import Principal
-from webapp.services.users import visible_user_id
+from webapp.services.users import resolve_user
 from webapp.types import utcnow
 
 WEIGHTS = {"text": 0.55, "importance": 0.20, "recency": 0.15, "access": 0.10}
@@ -93,8 +93,7 @@ async def _owner(db: Database, principal: Principal, user: str | None) -> int | 
     """Whose memories to search: the principal's own, or (admins) the named user's."""
     if user is None:
         return principal.own_user_id
-    async with db.read() as session:
-        owner = await visible_user_id(session, principal, user)
+    owner = await resolve_user(db, principal=principal, username=user)
     if owner is None:
         raise NotFound("no such user")
     return owner

@@ -7,7 +7,6 @@ import secrets
 from datetime import timedelta
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from webapp.db import Database
@@ -43,33 +42,27 @@ def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-async def create_token(session: AsyncSession, *, user: User, name: str) -> tuple[ApiToken, str]:
+async def create_token(db: Database, *, user: User, name: str) -> tuple[ApiToken, str]:
     """Create a token for user; returns it with the secret, which is not kept anywhere."""
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     assert user.id is not None
     token = ApiToken(user_id=user.id, name=name, token_hash=hash_token(secret))
-    session.add(token)
-    await session.commit()
+    async with db.write() as session:
+        session.add(token)
     return token, secret
 
 
-async def revoke_token(
-    session: AsyncSession, *, token_id: int, user: User | None = None
-) -> ApiToken:
+async def revoke_token(db: Database, *, token_id: int, user: User | None = None) -> ApiToken:
     """Revoke a token (idempotent); scoped to user unless None (an operator on the CLI)."""
-    query = select(ApiToken).where(col(ApiToken.id) == token_id)
+    query = select(ApiToken).where(col(ApiToken.id) == token_id).with_for_update()
     if user is not None and not user.is_admin:
         query = query.where(col(ApiToken.user_id) == user.id)
-    token = (await session.execute(query)).scalar_one_or_none()
-    if token is None:
-        raise NotFound(f"no API token with id {token_id}")
-    if token.revoked_at is None:
-        now = utcnow()
-        await session.execute(
-            update(ApiToken).where(col(ApiToken.id) == token_id).values(revoked_at=now)
-        )
-        token.revoked_at = now
-        await session.commit()
+    async with db.write() as session:
+        token = (await session.execute(query)).scalar_one_or_none()
+        if token is None:
+            raise NotFound(f"no API token with id {token_id}")
+        if token.revoked_at is None:
+            token.revoked_at = utcnow()
     return token
 
 

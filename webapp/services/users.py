@@ -40,51 +40,64 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-async def create_user(session: AsyncSession, *, data: UserCreate) -> User:
-    """Create a user from validated input; Conflict if the username is taken."""
+async def create_user(db: Database, *, data: UserCreate, password_hash: str | None = None) -> User:
+    """Create a user from validated input; Conflict if the username is taken.
+
+    password_hash, when given, is stored instead of hashing data.password (an argon2 hash
+    made earlier with hash_password, for callers that create many users with one password).
+    """
     user = User(
         username=data.username,
         email=data.email,
         is_admin=data.is_admin,
         is_active=data.is_active,
-        password_hash=hash_password(data.password),
+        password_hash=password_hash or hash_password(data.password),
     )
-    session.add(user)
     try:
-        await session.commit()
+        async with db.write() as session:
+            session.add(user)
     except IntegrityError as exc:
-        await session.rollback()
         raise Conflict(f"user {data.username!r} already exists") from exc
     return user
 
 
-async def get_user_by_username(session: AsyncSession, *, username: str) -> User:
+async def get_user_by_username(db: Database, *, username: str) -> User:
     """The user called username; NotFound otherwise."""
-    user = (
-        await session.execute(select(User).where(col(User.username) == username))
-    ).scalar_one_or_none()
+    async with db.read() as session:
+        user = (
+            await session.execute(select(User).where(col(User.username) == username))
+        ).scalar_one_or_none()
     if user is None:
         raise NotFound(f"no user named {username!r}")
     return user
 
 
-async def count_admins(session: AsyncSession) -> int:
+async def count_users(db: Database) -> int:
+    """How many users there are, active or not."""
+    async with db.read() as session:
+        return int((await session.execute(select(func.count()).select_from(User))).scalar_one())
+
+
+async def count_admins(db: Database) -> int:
     """How many active admin users exist (serve says how to create the first)."""
     query = select(func.count()).select_from(User).where(col(User.is_admin), col(User.is_active))
-    return int((await session.execute(query)).scalar_one())
+    async with db.read() as session:
+        return int((await session.execute(query)).scalar_one())
 
 
-async def visible_user_id(session: AsyncSession, principal: Principal, username: str) -> int | None:
+async def resolve_user(db: Database, *, principal: Principal, username: str) -> int | None:
     """The id of the user named username if principal may see their memories, else None.
 
-    An ordinary user sees only themselves: another user's name is as absent as an unknown one.
+    An ordinary user sees only themselves: another user's name is as absent as an unknown
+    one. Every `user=` parameter (pages, Trash, the API, search) is resolved here.
     """
     try:
         validate_username(username)
     except ValueError:
         return None  # no user can have this name (and PostgreSQL refuses a NUL in it)
     query = select(col(User.id)).where(col(User.username) == username)
-    user_id = (await session.execute(query)).scalar_one_or_none()
+    async with db.read() as session:
+        user_id = (await session.execute(query)).scalar_one_or_none()
     if user_id is None or (not principal.sees_everyone and user_id != principal.own_user_id):
         return None
     return user_id
@@ -155,7 +168,8 @@ async def usernames(db: Database, *, user_ids: Iterable[int]) -> dict[int, str]:
 
 
 async def usernames_in(session: AsyncSession, user_ids: Iterable[int]) -> dict[int, str]:
-    """usernames(), in a session the caller holds."""
+    """usernames(), in a session the caller holds (browse names a page's owners in its own
+    read session)."""
     ids = sorted(set(user_ids))
     if not ids:
         return {}

@@ -16,9 +16,9 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from itsdangerous import BadSignature, Signer
 
-from webapp.db import DatabaseDep as DatabaseDep  # the pages take it from here too
-from webapp.db import database
 from webapp.errors import MemoryAdminError
+from webapp.request_scope import DatabaseDep as DatabaseDep  # the pages take it from here too
+from webapp.request_scope import database
 from webapp.services.auth import SessionUser, session_user
 from webapp.services.cursors import CursorSigner
 from webapp.services.principal import Principal
@@ -177,7 +177,7 @@ def safe_next(target: str | None) -> str:
 
 
 # FastAPI runs a plain `def` dependency in a worker thread; these only read app.state, so
-# they are async: the thread hop cost more than the whole lookup (webapp.db.DatabaseDep too).
+# they are async: the thread hop cost more than the whole lookup (request_scope.DatabaseDep too).
 
 
 async def _settings_dependency(request: Request) -> Settings:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from webapp.services.stats import EXPIRING_SOON_DAYS, dashboard
-from webapp.services.users import list_users, usernames, visible_user_id
+from webapp.services.users import list_users, resolve_user, usernames
 from webapp.web.deps import AdminVisitor, CurrentVisitor, DatabaseDep
 from webapp.web.render import render
 
@@ -18,12 +18,9 @@ async def show_dashboard(
     request: Request, db: DatabaseDep, visitor: CurrentVisitor, user: str | None = None
 ) -> Response:
     """Counts per state, and the memories expiring soon, recently changed and most read."""
-    user_id = None
-    if user:
-        async with db.read() as session:
-            user_id = await visible_user_id(session, visitor.principal, user)
-        if user_id is None:
-            user = None
+    user_id = await resolve_user(db, principal=visitor.principal, username=user) if user else None
+    if user_id is None:
+        user = None
     stats = await dashboard(db, principal=visitor.principal, user_id=user_id)
     listed = [*stats.expiring_soon, *stats.recently_changed, *stats.most_accessed]
     owners = (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -11,7 +10,8 @@ from fastapi.responses import Response
 from webapp.errors import InvalidInput
 from webapp.services.bulk import BulkAction, Selection, apply
 from webapp.services.memories import purge_deleted
-from webapp.services.users import visible_user_id
+from webapp.services.retention import Retention
+from webapp.services.users import resolve_user
 from webapp.types import utcnow
 from webapp.web.deps import (
     AdminVisitor,
@@ -55,9 +55,9 @@ async def _trash_page(
     listed = await list_page(request, db, signer, visitor, state="deleted")
     parsed, page, owners, status = listed.filters, listed.page, listed.owners, listed.status
     now = utcnow()
-    retention = timedelta(days=settings.trash_retention_days)
+    retention = Retention.of(settings)
     days_left = {
-        memory.id: max(0, (memory.deleted_at + retention - now).days + 1)
+        memory.id: retention.days_left(memory.deleted_at, now)
         for memory in (page.items if page else [])
         if memory.deleted_at is not None
     }
@@ -71,7 +71,7 @@ async def _trash_page(
             "page": page,
             "owners": owners,
             "days_left": days_left,
-            "retention_days": settings.trash_retention_days,
+            "retention_days": retention.deleted_days,
             "here": here,
             "status_message": status_message,
         },
@@ -144,8 +144,7 @@ def _with_user(path: str, user: str | None) -> str:
 async def _user_id(db: DatabaseDep, visitor: CurrentVisitor, user: str | None) -> int | None:
     if not user:
         return None
-    async with db.read() as session:
-        found = await visible_user_id(session, visitor.principal, user)
+    found = await resolve_user(db, principal=visitor.principal, username=user)
     if found is None:
         raise InvalidInput(f"no user named {user!r}")
     return found
