@@ -20,9 +20,10 @@ from webapp.errors import InvalidInput, NotFound, VersionConflict
 from webapp.models import BrowseQuery, EventAction, LongTermMemory
 from webapp.services import events
 from webapp.services.browse import filter_conditions
+from webapp.services.edits import checked_importance, with_tags, without_tags
 from webapp.services.principal import Principal
 from webapp.types import utcnow
-from webapp.validation import ensure_utc, validate_importance, validate_tags
+from webapp.validation import ensure_utc
 
 SAMPLE_SIZE = 5
 
@@ -67,13 +68,13 @@ class BulkPreview:
 
 def _checked_value(action: BulkAction, value: Any) -> Any:
     """The action's value, validated with the same rules as a single edit."""
+    if action in (BulkAction.add_tag, BulkAction.remove_tag):
+        if not isinstance(value, str):
+            raise InvalidInput("a tag is required")
+        return with_tags((), [value])[0]
+    if action is BulkAction.set_importance:
+        return checked_importance(value)
     try:
-        if action in (BulkAction.add_tag, BulkAction.remove_tag):
-            if not isinstance(value, str):
-                raise ValueError("a tag is required")
-            return validate_tags([value])[0]
-        if action is BulkAction.set_importance:
-            return validate_importance(value)
         if action is BulkAction.set_expiry:
             if value is not None and not isinstance(value, datetime):
                 raise ValueError("expiry must be a datetime or none")
@@ -110,11 +111,11 @@ def _apply(memory: LongTermMemory, action: BulkAction, value: Any, now: datetime
         memory.is_deleted, memory.deleted_at = False, None
     elif action is BulkAction.add_tag:
         try:
-            memory.tags = validate_tags([*memory.tags, value])
-        except ValueError as exc:
+            memory.tags = with_tags(memory.tags, [value])
+        except InvalidInput as exc:
             raise InvalidInput(f"memory {memory.id}: {exc}") from None
     elif action is BulkAction.remove_tag:
-        memory.tags = [tag for tag in memory.tags if tag != value]
+        memory.tags = without_tags(memory.tags, [value])
     elif action is BulkAction.set_importance:
         memory.importance = value
     elif action is BulkAction.set_expiry:

@@ -8,8 +8,10 @@ for a stale edit, and nothing written in either case.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +22,7 @@ from pydantic import ValidationError
 from webapp.db import Database
 from webapp.errors import InvalidInput, NotFound, VersionConflict
 from webapp.models import LongTermMemory, MemoryUpdate
+from webapp.services import edits
 from webapp.services.browse import Page, browse
 from webapp.services.cursors import CursorSigner
 from webapp.services.memories import delete_memory, get_memory, restore_memory, update_memory
@@ -216,23 +219,21 @@ async def _apply_edit(
     visitor: Visitor,
     memory_id: int,
     form: dict[str, str],
-    changes: dict[str, Any],
+    edit: Callable[[], Awaitable[LongTermMemory]],
     *,
     saved: str,
 ) -> Response:
-    """Validate and write an edit; answer with the component (htmx) or a redirect."""
-    principal = visitor.principal
+    """Run an edit (a service call); answer with the component (htmx) or a redirect, and
+    with what the person typed kept: 422 and the error, or 409 and the current values."""
     view = "detail" if form.get("view") == "detail" else "row"
     typed = {name: form.get(name, "") for name in ("importance", "tag", "content", "expires_at")}
     try:
-        update = MemoryUpdate.model_validate({**changes, "version": _version(form)})
-    except ValidationError as exc:
-        current = await get_memory(db, principal=principal, memory_id=memory_id)
+        memory = await edit()
+    except InvalidInput as exc:
+        current = await get_memory(db, principal=visitor.principal, memory_id=memory_id)
         return await _editor_response(
-            request, db, current, view, form, status=422, typed=typed, error=describe_error(exc)
+            request, db, current, view, form, status=422, typed=typed, error=str(exc)
         )
-    try:
-        memory = await update_memory(db, principal=principal, memory_id=memory_id, changes=update)
     except VersionConflict as exc:
         assert isinstance(exc.current, LongTermMemory)
         return await _editor_response(
@@ -278,14 +279,16 @@ async def set_importance(
     """Set a memory's importance (0 to 1)."""
     form = await _form(request)
     value = form.get("importance", "").strip()
-    return await _apply_edit(
-        request,
+    edit = partial(
+        edits.set_importance,
         db,
-        visitor,
-        memory_id,
-        form,
-        {"importance": number_from_text(value) if value else ""},
-        saved=f"Importance set to {value}.",
+        principal=visitor.principal,
+        memory_id=memory_id,
+        importance=number_from_text(value) if value else "",
+        expected_version=_version(form),
+    )
+    return await _apply_edit(
+        request, db, visitor, memory_id, form, edit, saved=f"Importance set to {value}."
     )
 
 
@@ -296,27 +299,21 @@ async def add_tags(
     """Add one tag, or several separated by commas."""
     form = await _form(request)
     new = [tag for tag in form.get("tag", "").split(",") if tag.strip()]
-    current = await get_memory(db, principal=visitor.principal, memory_id=memory_id)
-    if not new:
-        view = "detail" if form.get("view") == "detail" else "row"
-        return await _editor_response(
-            request,
-            db,
-            current,
-            view,
-            form,
-            status=422,
-            typed={"tag": ""},
-            error="tag: enter a tag to add",
-        )
-    changes = {"tags": [*current.tags, *new]}
+    edit = partial(
+        edits.add_tags,
+        db,
+        principal=visitor.principal,
+        memory_id=memory_id,
+        tags=new,
+        expected_version=_version(form),
+    )
     return await _apply_edit(
         request,
         db,
         visitor,
         memory_id,
         form,
-        changes,
+        edit,
         saved=f"Tag{'s' if len(new) > 1 else ''} added: {', '.join(_shown(new))}.",
     )
 
@@ -335,10 +332,16 @@ async def remove_tag(
     """Remove one tag."""
     form = await _form(request)
     tag = form.get("tag", "")
-    current = await get_memory(db, principal=visitor.principal, memory_id=memory_id)
-    changes = {"tags": [kept for kept in current.tags if kept != tag]}
+    edit = partial(
+        edits.remove_tags,
+        db,
+        principal=visitor.principal,
+        memory_id=memory_id,
+        tags=[tag],
+        expected_version=_version(form),
+    )
     return await _apply_edit(
-        request, db, visitor, memory_id, form, changes, saved=f"Tag removed: {tag}."
+        request, db, visitor, memory_id, form, edit, saved=f"Tag removed: {tag}."
     )
 
 
@@ -365,8 +368,18 @@ async def edit_memory(
             typed=typed,
             error="expires at: enter a date and time like 2026-12-31T18:00",
         )
+
+    async def edit() -> LongTermMemory:
+        try:
+            update = MemoryUpdate.model_validate({**changes, "version": _version(form)})
+        except ValidationError as exc:
+            raise InvalidInput(describe_error(exc)) from None
+        return await update_memory(
+            db, principal=visitor.principal, memory_id=memory_id, changes=update
+        )
+
     return await _apply_edit(
-        request, db, visitor, memory_id, {**form, "view": "detail"}, changes, saved="Saved."
+        request, db, visitor, memory_id, {**form, "view": "detail"}, edit, saved="Saved."
     )
 
 
