@@ -1,4 +1,4 @@
-"""Import and export of JSON Lines (services/transfer.py), on SQLite and PostgreSQL."""
+"""Import and export of JSON Lines (services/transfer/), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from webapp.db import create_engine
 from webapp.errors import ImportFailed
 from webapp.models import LongTermMemory, MemoryEvent, User
 from webapp.services import transfer
+from webapp.services.transfer import reading
 from webapp.services.users import verify_password
 from webapp.settings import Settings
 
@@ -195,7 +196,7 @@ async def test_bad_line_aborts_with_its_number_and_writes_nothing(
 async def test_failure_in_a_later_chunk_rolls_back_earlier_batches(
     db: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(transfer, "CHUNK_BYTES", 2048)
+    monkeypatch.setattr(reading, "CHUNK_BYTES", 2048)
     good = [record(key=f"k{i}") for i in range(200)]
     data = jsonl(*good) + b'{"user": "x"}\n'
     with pytest.raises(ImportFailed, match="line 201: field 'namespace' is required"):
@@ -207,7 +208,7 @@ async def test_failure_in_a_later_chunk_rolls_back_earlier_batches(
 async def test_parallel_and_inline_parsing_agree(
     db: AsyncEngine, monkeypatch: pytest.MonkeyPatch, gen_memories: Path, parallel: bool
 ) -> None:
-    monkeypatch.setattr(transfer, "CHUNK_BYTES", 16 * 1024)
+    monkeypatch.setattr(reading, "CHUNK_BYTES", 16 * 1024)
     data = subprocess.run(
         [sys.executable, str(gen_memories), "--memories", "600", "--users", "7"],
         capture_output=True,
