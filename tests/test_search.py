@@ -241,7 +241,7 @@ async def test_indexes_follow_each_write_path(
          "tags": ["imported"]},
     ]  # fmt: skip
     source = io.BytesIO(b"".join(orjson.dumps(line) + b"\n" for line in lines))
-    await transfer.import_jsonl(database.engine, source=source, settings=settings)
+    await transfer.import_jsonl(database, source=source, settings=settings)
     await check_indexes(database)  # import into a table that has rows
     assert await find(database, "eggs") == {first.id}
     assert await find(database, "toast") == set()
@@ -260,7 +260,7 @@ async def test_import_into_an_empty_table_builds_the_indexes(
         for n in range(300)
     ]  # fmt: skip
     source = io.BytesIO(b"".join(orjson.dumps(line) + b"\n" for line in lines))
-    report = await transfer.import_jsonl(database.engine, source=source, settings=settings)
+    report = await transfer.import_jsonl(database, source=source, settings=settings)
     assert report.created == 300
     await check_indexes(database)
     async with database.read() as session:  # and the triggers are back for later writes
@@ -277,7 +277,7 @@ async def test_a_dry_run_import_leaves_the_indexes_as_they_were(
     if table == "with rows":
         await add(database, me, "first", "already here")
     source = io.BytesIO(orjson.dumps({"user": "u", "namespace": "n", "key": "k", "content": "x"}))
-    await transfer.import_jsonl(database.engine, source=source, settings=settings, dry_run=True)
+    await transfer.import_jsonl(database, source=source, settings=settings, dry_run=True)
     memory = await add(database, me, "k", "searchable", tags=["t"])
     assert await find(database, "searchable") == {memory.id}
     assert await tagged(database, "t") == {memory.id}

@@ -1,4 +1,4 @@
-"""Import and export of JSON Lines (services/transfer.py), on SQLite and PostgreSQL."""
+"""Import and export of JSON Lines (services/transfer/), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webapp import migrate
-from webapp.db import create_engine
+from webapp.db import Database, create_engine
 from webapp.errors import ImportFailed
 from webapp.models import LongTermMemory, MemoryEvent, User
 from webapp.services import transfer
+from webapp.services.transfer import reading
 from webapp.services.users import verify_password
 from webapp.settings import Settings
 
@@ -52,12 +53,14 @@ def jsonl(*records: dict[str, Any]) -> bytes:
 
 async def run_import(engine: AsyncEngine, data: bytes, **kwargs: Any) -> transfer.ImportReport:
     """Import data from memory."""
-    return await transfer.import_jsonl(engine, source=io.BytesIO(data), settings=SETTINGS, **kwargs)
+    return await transfer.import_jsonl(
+        Database(engine), source=io.BytesIO(data), settings=SETTINGS, **kwargs
+    )
 
 
 async def export(engine: AsyncEngine, **filters: Any) -> list[dict[str, Any]]:
     """Export as a list of records."""
-    chunks = [chunk async for chunk in transfer.export_jsonl(engine, **filters)]
+    chunks = [chunk async for chunk in transfer.export_jsonl(Database(engine), **filters)]
     return [orjson.loads(line) for line in b"".join(chunks).splitlines()]
 
 
@@ -195,7 +198,7 @@ async def test_bad_line_aborts_with_its_number_and_writes_nothing(
 async def test_failure_in_a_later_chunk_rolls_back_earlier_batches(
     db: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(transfer, "CHUNK_BYTES", 2048)
+    monkeypatch.setattr(reading, "CHUNK_BYTES", 2048)
     good = [record(key=f"k{i}") for i in range(200)]
     data = jsonl(*good) + b'{"user": "x"}\n'
     with pytest.raises(ImportFailed, match="line 201: field 'namespace' is required"):
@@ -207,7 +210,7 @@ async def test_failure_in_a_later_chunk_rolls_back_earlier_batches(
 async def test_parallel_and_inline_parsing_agree(
     db: AsyncEngine, monkeypatch: pytest.MonkeyPatch, gen_memories: Path, parallel: bool
 ) -> None:
-    monkeypatch.setattr(transfer, "CHUNK_BYTES", 16 * 1024)
+    monkeypatch.setattr(reading, "CHUNK_BYTES", 16 * 1024)
     data = subprocess.run(
         [sys.executable, str(gen_memories), "--memories", "600", "--users", "7"],
         capture_output=True,
@@ -266,13 +269,13 @@ async def test_export_import_export_round_trip(
         check=True,
     ).stdout
     await run_import(db, data)
-    first = b"".join([chunk async for chunk in transfer.export_jsonl(db)])
+    first = b"".join([chunk async for chunk in transfer.export_jsonl(Database(db))])
 
     fresh = create_engine(Settings(database_url=fresh_database_url, secret_key="test"))
     try:
         await migrate.upgrade(fresh)
         await run_import(fresh, first)
-        second = b"".join([chunk async for chunk in transfer.export_jsonl(fresh)])
+        second = b"".join([chunk async for chunk in transfer.export_jsonl(Database(fresh))])
     finally:
         await fresh.dispose()
     assert second == first

@@ -502,7 +502,7 @@ async def prepare_demo(
             await create_user(db, data=data)
         records = generate_memories(memories, seed=seed, now=now or utcnow(), states=states)
         with io.BufferedReader(_JsonLines(records), buffer_size=1 << 20) as source:
-            report = await import_jsonl(engine, source=source, settings=settings)
+            report = await import_jsonl(db, source=source, settings=settings)
         users = await _check_logins(db, admin, user)
     finally:
         await engine.dispose()

@@ -2,7 +2,7 @@
 
 Each function takes a value, returns it normalised, or raises ValueError with a message
 that a person can act on. The pydantic schemas in models.py wrap them as validators, and
-the import fast path (services/transfer.py) calls them directly, so both paths agree.
+the import fast path (services/transfer/) calls them directly, so both paths agree.
 """
 
 from __future__ import annotations

@@ -9,24 +9,20 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator
 from sqlmodel import SQLModel
 
-from webapp.db import Database
-from webapp.errors import InvalidInput, MemoryAdminError, NotFound
-from webapp.models import (
-    BrowseQuery,
+from webapp.api.schemas import (
     ContextBlock,
-    ContextRequest,
-    Importance,
-    MemoryKey,
     MemoryPage,
     MemoryPatch,
     MemoryPublic,
     MemoryPut,
-    Namespace,
     NamespaceCounts,
     ScoredMemoryPublic,
     SearchRequestBody,
     SearchResults,
 )
+from webapp.db import Database
+from webapp.errors import InvalidInput, MemoryAdminError, NotFound
+from webapp.models import BrowseQuery, ContextRequest, Importance, MemoryKey, Namespace
 from webapp.request_scope import DatabaseDep, database
 from webapp.services.browse import browse
 from webapp.services.context import build_context
