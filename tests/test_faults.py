@@ -1,7 +1,8 @@
-"""The app under `memory-admin serve --workers 2`: concurrent recalls and killed connections.
+"""Database faults and concurrency: concurrent recalls, a small pool, killed connections.
 
-Each test runs the real command in a subprocess on the module's database (both backends),
-as an operator would, and talks to it over HTTP with an API token.
+The slow tests run the real `memory-admin serve --workers 2` in a subprocess on the
+module's database (both backends), as an operator would, and talk to it over HTTP with an
+API token.
 """
 
 from __future__ import annotations
@@ -24,17 +25,19 @@ import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.conftest import _asyncpg_dsn, postgres_admin_url
 from tests.factories import make_memory, make_user
 from tests.web_support import Visitor, parse
 from webapp.db import create_sessionmaker
+from webapp.db_errors import is_unavailable
+from webapp.main import create_app
 from webapp.models import LongTermMemory
 from webapp.services.tokens import create_token
 from webapp.settings import Settings
-
-pytestmark = pytest.mark.slow
 
 STORM_SECONDS = 8.0
 """How long the clients send requests while connections are being killed."""
@@ -144,7 +147,7 @@ async def access_counts(db: AsyncEngine, ids: list[int]) -> dict[int, int]:
         LongTermMemory.id.in_(ids)  # type: ignore[union-attr]
     )
     async with create_sessionmaker(db)() as session:
-        return dict((await session.execute(query)).tuples().all())
+        return dict((await session.execute(query)).all())
 
 
 async def recall_all(
@@ -160,13 +163,51 @@ async def recall_all(
     )
 
 
-def assert_all_ok(responses: list[httpx.Response], server: Server) -> None:
+def assert_all_ok(responses: list[httpx.Response], server: Server | None = None) -> None:
     """Every response is a 200; else the statuses seen, a failed body and the server's log."""
     statuses = Counter(response.status_code for response in responses)
     failed = [response.text for response in responses if response.status_code != 200]
-    assert statuses == {200: len(responses)}, (statuses, failed[:1], server.output()[-3000:])
+    log = server.output()[-3000:] if server else ""
+    assert statuses == {200: len(responses)}, (statuses, failed[:1], log)
 
 
+async def test_a_request_takes_one_pooled_connection_at_most(
+    db: AsyncEngine, session: AsyncSession, settings: Settings
+) -> None:
+    """With a pool of one connection, 20 concurrent recalls (the first one also marks the
+    token used) each answer 200 and count once: a request reads and writes on one
+    connection, and never holds it while waiting for another."""
+    agent = await make_agent(session, memories=1)
+    one = settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
+    app = create_app(one)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://agent") as client:
+            responses = await recall_all(client, agent, ["m0"] * 20)
+    finally:
+        await app.state.engine.dispose()
+    assert_all_ok(responses)
+    assert await access_counts(db, agent.memory_ids) == {agent.memory_ids[0]: 20}
+
+
+@pytest.mark.parametrize(
+    ("error", "unavailable"),
+    [
+        (OperationalError("SELECT 1", {}, Exception("database is locked")), True),
+        (PoolTimeout("QueuePool limit of size 10 overflow 20 reached"), True),
+        (ConnectionRefusedError(111, "Connect call failed"), True),
+        (TimeoutError(), True),
+        (DBAPIError("SELECT 1", {}, Exception("closed"), connection_invalidated=True), True),
+        (DBAPIError("SELECT 1", {}, Exception("syntax error")), False),
+        (IntegrityError("INSERT", {}, Exception("duplicate key")), False),
+    ],
+)
+def test_which_errors_mean_the_database_is_unavailable(error: Exception, unavailable: bool) -> None:
+    """Those answer 503; the others are bugs or conflicts and keep their own handling."""
+    assert is_unavailable(error) is unavailable
+
+
+@pytest.mark.slow
 async def test_concurrent_recalls_of_one_memory_each_count_once(
     db: AsyncEngine, session: AsyncSession, server: Server
 ) -> None:
@@ -179,6 +220,7 @@ async def test_concurrent_recalls_of_one_memory_each_count_once(
     assert await access_counts(db, agent.memory_ids) == {agent.memory_ids[0]: 100}
 
 
+@pytest.mark.slow
 async def test_concurrent_recalls_of_many_memories_each_count_once(
     db: AsyncEngine, session: AsyncSession, server: Server
 ) -> None:
@@ -270,6 +312,7 @@ async def _browsing(visitor: Visitor, stop: asyncio.Event, storm: Storm) -> None
         await storm.call(visitor.get("/memories"), html=True)
 
 
+@pytest.mark.slow
 async def test_killed_connections_answer_503_or_succeed_and_lose_no_write(
     db: AsyncEngine, session: AsyncSession, server: Server, settings: Settings
 ) -> None:
@@ -314,4 +357,4 @@ async def stored_contents(db: AsyncEngine, namespace: str) -> dict[str, str]:
         LongTermMemory.namespace == namespace
     )
     async with create_sessionmaker(db)() as session:
-        return dict((await session.execute(query)).tuples().all())
+        return dict((await session.execute(query)).all())
