@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from webapp import sqlite_connection
+from webapp.db_errors import discard_lost_connections
 from webapp.formats import dump_json
 from webapp.settings import Settings
 
@@ -53,7 +54,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         )
         _configure_sqlite(engine, settings)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -70,6 +71,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         },
         **common,
     )
+    discard_lost_connections(engine)
+    return engine
 
 
 def _configure_sqlite(engine: AsyncEngine, settings: Settings) -> None:
@@ -167,6 +170,37 @@ async def _sqlite_write_on(
     await driver.commit()
 
 
+@asynccontextmanager
+async def _postgresql_write_on(
+    connection: AsyncConnection, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[AsyncSession]:
+    """A write transaction (BEGIN ... COMMIT) on a pinned PostgreSQL connection. It reads
+    in AUTOCOMMIT, where SQLAlchemy's transaction sends no SQL: the session joins that,
+    and the transaction is opened and ended here in SQL."""
+    await connection.exec_driver_sql("BEGIN")
+    try:
+        async with sessionmaker(bind=connection) as session:
+            yield session
+            await _flush_pending(session)
+        await connection.exec_driver_sql("COMMIT")
+    except BaseException:
+        await _roll_back_or_discard(connection)
+        raise
+
+
+async def _roll_back_or_discard(connection: AsyncConnection) -> None:
+    """ROLLBACK what _postgresql_write_on began. If even that fails (the connection is
+    lost, or the task is being cancelled), the connection is invalidated, so the pool
+    never hands out one left in a transaction; the error that caused the rollback is the
+    one the caller sees, unless this is a cancellation."""
+    try:
+        await connection.exec_driver_sql("ROLLBACK")
+    except BaseException as exc:
+        await connection.invalidate()
+        if not isinstance(exc, Exception):
+            raise
+
+
 @dataclass
 class _PinnedReads:
     """The connection a request's read sessions share, opened by the first of them."""
@@ -201,6 +235,9 @@ class Database:
         self._read_engine = engine.execution_options(**read_options)
         self._read_sessionmaker = create_sessionmaker(self._read_engine)
         self._one_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._write_on = (
+            _sqlite_write_on if engine.dialect.name == "sqlite" else _postgresql_write_on
+        )
 
     @property
     def dialect(self) -> str:
@@ -265,8 +302,15 @@ class Database:
                 await pinned.connection.close()
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncSession]:
+    async def write(self, *, one_statement: bool = False) -> AsyncIterator[AsyncSession]:
         """A session in a write transaction, committed when the block ends without error.
+
+        one_statement: the block executes a single statement (an UPDATE ... RETURNING, say),
+        which PostgreSQL then runs as its own transaction, in AUTOCOMMIT as reads are. Its
+        row locks are held while the server runs it, not for the round trips of a BEGIN
+        and a COMMIT: 1,000 concurrent recalls of 100 memories waited in line for each
+        other's COMMIT, whose trip back through a busy event loop kept the row locked, and
+        half of them outwaited the pool timeout. (SQLite writes as without it.)
 
         On SQLite, this process's writers take turns on a lock first. SQLite lets one
         writer in at a time anyway, and a writer that finds the database locked waits in
@@ -274,21 +318,25 @@ class Database:
         when the lock is free: four clients writing at once saw a p99 of a second. Other
         processes (more workers, the CLI) still meet at BEGIN IMMEDIATE and busy_timeout.
 
-        Inside pinned_reads(), a SQLite write runs on the pinned connection: a write by
-        another connection empties every other connection's page cache, so a request that
-        read on one connection and wrote on another found its next read cold (an agent's
-        search, which ranks and then counts the access, took 21 ms instead of 13).
+        Inside pinned_reads(), a write runs on the pinned connection, so a request holds
+        one pooled connection at most. With a second one for its writes, a burst of
+        requests had every connection pinned by requests waiting for a second: 100 recalls
+        at once on PostgreSQL waited out the pool timeout and answered 500. On SQLite,
+        also, a write by another connection empties every other connection's page cache,
+        so a request that read on one connection and wrote on another found its next read
+        cold (an agent's search, which ranks and then counts the access, took 21 ms
+        instead of 13).
         """
-        if self._one_writer is None:
-            async with write_session(self.sessionmaker) as session:
+        if one_statement and self._one_writer is None:
+            async with self.read() as session:
                 yield session
             return
-        async with self._one_writer:
+        async with self._one_writer or nullcontext():
             connection = await self._pinned_connection()
             writing = (
                 write_session(self.sessionmaker)
                 if connection is None
-                else _sqlite_write_on(connection, self.sessionmaker)
+                else self._write_on(connection, self.sessionmaker)
             )
             async with writing as session:
                 yield session

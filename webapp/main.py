@@ -12,11 +12,13 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import FileSystemLoader
 from jinja2_fragments.fastapi import Jinja2Blocks
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from webapp import __version__
 from webapp.api import mount_api
 from webapp.db import Database, create_engine
+from webapp.db_errors import is_unavailable
 from webapp.errors import MemoryAdminError
 from webapp.paths import resource_dir
 from webapp.request_scope import RequestScope
@@ -116,7 +118,13 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return render(request, exc.status_code, str(exc.detail), exc.headers)
 
-    @app.exception_handler(OperationalError)
-    async def database_down(request: Request, exc: OperationalError) -> Response:
+    async def database_down(request: Request, exc: Exception) -> Response:
+        if not is_unavailable(exc):
+            raise exc  # a bug, not an outage: the 500 it always was
         logger.exception("database unavailable")
         return render(request, 503, "The database is unavailable; try again shortly.")
+
+    # Each family that may mean the database is unreachable or the connection was lost;
+    # is_unavailable() decides (webapp.db_errors).
+    for family in (DBAPIError, PoolTimeout, OSError):
+        app.add_exception_handler(family, database_down)

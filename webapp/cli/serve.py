@@ -57,6 +57,11 @@ def _run_app(host: str, port: int, workers: int = 1) -> None:
         workers=workers,
         proxy_headers=True,
         log_level="info",
+        # uvicorn replaces a worker that does not answer its health check within this many
+        # seconds, starting with the check made while it is still importing: on a busy
+        # machine (2 cores, load 12) that took over 5 s, its default, so the second worker
+        # was killed and respawned over and over, and never served.
+        timeout_worker_healthcheck=60,
     )
 
 

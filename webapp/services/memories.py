@@ -153,7 +153,7 @@ async def recall(
     """The active memory at namespace/key, counting the access in SQL (not an event)."""
     owner = principal.owner_for(owner_id)
     statement = _counting_access(_c.user_id == owner, _c.namespace == namespace, _c.key == key)
-    async with db.write() as session:
+    async with db.write(one_statement=True) as session:
         memory = (await session.execute(statement)).scalar_one_or_none()
     if memory is None:
         raise _not_found()
@@ -165,7 +165,7 @@ async def count_access(db: Database, *, ids: list[int]) -> dict[int, LongTermMem
     id as they are after it (for search results and context blocks)."""
     if not ids:
         return {}
-    async with db.write() as session:
+    async with db.write(one_statement=True) as session:
         memories = (await session.execute(_counting_access(_c.id.in_(ids)))).scalars().all()
     return {memory.id: memory for memory in memories if memory.id is not None}
 

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlmodel import col
 
 from webapp.db import Database
@@ -76,8 +76,14 @@ async def token_principal(db: Database, *, secret: str) -> Principal | None:
     token_id, last_used_at, user_id, username, is_admin = found
     now = utcnow()
     if last_used_at is None or last_used_at <= now - TOUCH_EVERY:
-        async with db.write() as session:
+        # Only if no concurrent request marked it meanwhile: a burst of requests with one
+        # token would otherwise each update its row in turn, every one waiting for the
+        # previous one's commit while holding a pooled connection.
+        stale = or_(
+            col(ApiToken.last_used_at).is_(None), col(ApiToken.last_used_at) <= now - TOUCH_EVERY
+        )
+        async with db.write(one_statement=True) as session:
             await session.execute(
-                update(ApiToken).where(col(ApiToken.id) == token_id).values(last_used_at=now)
+                update(ApiToken).where(col(ApiToken.id) == token_id, stale).values(last_used_at=now)
             )
     return Principal(user_id=user_id, username=username, is_admin=is_admin, token_id=token_id)
