@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import Request
 from pydantic import ValidationError
 
+from webapp.ids import positive_int4
 from webapp.models import BrowseQuery
 from webapp.validation import number_from_text
 
@@ -106,8 +107,7 @@ def _set_edit(url: str, value: str | None) -> str:
 
 def editing_id(request: Request) -> int | None:
     """The id of the row whose editor a list request asks to open, if any."""
-    value = request.query_params.get(EDIT_PARAMETER, "")
-    return int(value) if value.isdigit() else None
+    return positive_int4(request.query_params.get(EDIT_PARAMETER, ""))
 
 
 def owner_links(list_path: str, owners: dict[int, str]) -> dict[int, str]:
