@@ -1,23 +1,99 @@
-"""Bad input never gives a 5xx (issue 13, D), on SQLite and on PostgreSQL: ids no memory
-can have (past 32 bits, past 64 bits, not numbers) are the admin pages' 404, like an id
-that is not yours."""
+"""Bad input never gives a 5xx (issue 13, C and D), on SQLite and on PostgreSQL: lone
+surrogates in JSON are refused with their 4xx, and ids no memory can have (past 32 bits,
+past 64 bits, not numbers) are the admin pages' 404, like an id that is not yours."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.factories import make_memory, make_user
-from tests.web_support import Visitor, parse
+from tests.web_support import Visitor, asgi_clients, parse
 from webapp.models import LongTermMemory
+from webapp.services.tokens import create_token
+
+# The bodies below are JSON text with a lone surrogate as JSON writes it (\ud800): valid
+# JSON, but not valid UTF-8 once decoded.
+
+
+@pytest.fixture
+async def agent(app: FastAPI, session: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
+    """ann's API client (bearer token) on /api/v1."""
+    user = await make_user(session, username="ann")
+    _token, secret = await create_token(session, user=user, name="agent")
+    base_url = "http://testserver/api/v1"
+    async with asgi_clients(app, address="203.0.113.9", base_url=base_url) as opener:
+        yield opener(Authorization=f"Bearer {secret}")
 
 
 async def _contents(session: AsyncSession) -> list[tuple[str, str]]:
     await session.commit()  # a new transaction: see what the app has written since
     rows = await session.execute(select(LongTermMemory.key, LongTermMemory.content))
     return sorted((key, content) for key, content in rows)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("PUT", "/memories", '{"namespace":"n","key":"k","content":"half \\ud800 pair"}'),
+        ("PUT", "/memories", '{"namespace":"n","key":"k\\ud800","content":"x"}'),
+        ("PUT", "/memories", '{"namespace":"n\\ud800","key":"k","content":"x"}'),
+        ("PUT", "/memories", '{"namespace":"n","key":"k","content":"x","tags":["a\\ud800"]}'),
+        ("PUT", "/memories", '{"namespace":"n","key":"k","content":"x","\\ud800":1}'),
+        ("PUT", "/memories", '{"namespace":"n","key":"k","content":"x","expires_at":"\\ud800"}'),
+        ("PATCH", "/memories/{id}", '{"version":1,"content":"a\\ud800"}'),
+        ("PATCH", "/memories/{id}", '{"version":1,"tags":["a\\ud800"]}'),
+        ("POST", "/search", '{"query":"tea\\ud800"}'),
+        ("POST", "/context", '{"query":"tea\\ud800","max_chars":100}'),
+    ],
+    ids=[
+        "content",
+        "key",
+        "namespace",
+        "tag",
+        "field-name",
+        "expiry",
+        "patch-content",
+        "patch-tag",
+        "search",
+        "context",
+    ],
+)
+async def test_a_lone_surrogate_is_refused_with_a_4xx(
+    session: AsyncSession, agent: httpx.AsyncClient, method: str, path: str, body: str
+) -> None:
+    """The 422 that echoes the input back could not encode it and was a 500; now the
+    surrogate comes back spelled out, and nothing is written."""
+    created = await agent.put("/memories", json={"namespace": "n", "key": "base", "content": "x"})
+    assert created.status_code == 201
+    before = await _contents(session)
+    response = await agent.request(
+        method,
+        path.format(id=created.json()["id"]),
+        content=body.encode(),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["detail"]
+    assert await _contents(session) == before
+
+
+async def test_the_echoed_input_shows_the_surrogate(agent: httpx.AsyncClient) -> None:
+    """The client sees what was wrong: the bad character as an escape, the rest as sent."""
+    body = '{"namespace":"n","key":"k","content":"half \\ud800 pair"}'
+    response = await agent.put(
+        "/memories", content=body.encode(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "content"]
+    assert error["input"] == "half \\ud800 pair"
 
 
 NOT_IDS = ["2147483648", "9223372036854775808", "99999999999999999999", "abc", "0", "-1", "²"]

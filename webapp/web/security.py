@@ -34,28 +34,34 @@ class SecurityHeaders:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.csp = content_security_policy()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        static = scope["path"].startswith("/static/")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("Content-Security-Policy", self.csp)
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers["Referrer-Policy"] = "same-origin"
-                headers["X-Frame-Options"] = "DENY"
-                headers["Cross-Origin-Opener-Policy"] = "same-origin"
-                headers.add_vary_header("HX-Request")
-                if not static:
-                    headers["Cache-Control"] = "no-store"
+                add_security_headers(MutableHeaders(scope=message), path=scope["path"])
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+_CSP = content_security_policy()
+
+
+def add_security_headers(headers: MutableHeaders, *, path: str) -> None:
+    """Set the headers every response carries (SecurityHeaders; the 500 handler, which
+    answers outside the middleware)."""
+    headers.setdefault("Content-Security-Policy", _CSP)
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "same-origin"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    headers.add_vary_header("HX-Request")
+    if not path.startswith("/static/"):
+        headers["Cache-Control"] = "no-store"
 
 
 class BodyTooLarge(Exception):
