@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import FileSystemLoader
@@ -16,7 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from webapp import __version__
-from webapp.api import mount_api
+from webapp.api import mount_api, validation_status
 from webapp.db import Database, create_engine
 from webapp.db_errors import is_unavailable
 from webapp.errors import MemoryAdminError
@@ -26,8 +28,9 @@ from webapp.services.cursors import CursorSigner
 from webapp.services.health import database_status
 from webapp.settings import Settings, get_settings
 from webapp.web import mount_admin_app
-from webapp.web.render import is_htmx
-from webapp.web.render import render as render_page
+from webapp.web.filters import describe_problem
+from webapp.web.render import error_response, is_api
+from webapp.web.security import add_security_headers
 from webapp.web.templating import AppEnvironment
 
 logger = logging.getLogger("memory_admin")
@@ -88,27 +91,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _wants_html(request: Request) -> bool:
-    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
-        "accept", ""
-    )
-
-
 def _add_error_handlers(app: FastAPI) -> None:
-    """One handler per error family: an HTML page for browsers, JSON for everything else."""
+    """One handler per error family, each answering through render (web.render's
+    error_response): JSON under /api/v1, the HTML error page for pages."""
+    render = error_response
 
-    def render(
-        request: Request, status_code: int, message: str, headers: Mapping[str, str] | None = None
-    ) -> Response:
-        if _wants_html(request) or is_htmx(request):
-            return render_page(
-                request,
-                "errors/error.html",
-                {"status_code": status_code, "message": message},
-                status_code=status_code,
-                headers=dict(headers) if headers else None,
-            )
-        return JSONResponse({"detail": message}, status_code=status_code, headers=headers)
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        if is_api(request):
+            return render(request, validation_status(exc), jsonable_encoder(errors))
+        # A page's form or query: the first problem in words ("username: ..."), not the
+        # list, and never the input echoed back.
+        return render(
+            request, 422, describe_problem(errors[0], skip=1) if errors else "invalid input"
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
+        # Starlette's ServerErrorMiddleware calls this, outside every other middleware
+        # (it re-raises afterwards, for the server to see): add the security headers here.
+        logger.exception("unexpected error: %s %s", request.method, request.url.path, exc_info=exc)
+        response = render(request, 500, "Something went wrong on the server; it was logged.")
+        add_security_headers(response.headers, path=request.url.path)
+        return response
 
     @app.exception_handler(MemoryAdminError)
     async def domain_error(request: Request, exc: MemoryAdminError) -> Response:

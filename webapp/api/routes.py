@@ -22,6 +22,7 @@ from webapp.api.schemas import (
 )
 from webapp.db import Database
 from webapp.errors import InvalidInput, MemoryAdminError, NotFound
+from webapp.ids import INT4_MAX
 from webapp.models import BrowseQuery, ContextRequest, Importance, MemoryKey, Namespace
 from webapp.request_scope import DatabaseDep, database
 from webapp.services.browse import browse
@@ -118,8 +119,9 @@ router = APIRouter(
 )
 
 
-MemoryId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The memory's id")]
-"""Ids are 32-bit on PostgreSQL: a larger number names no memory, and is refused."""
+MemoryId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The memory's id")]
+"""Ids are 32-bit on PostgreSQL (webapp.ids): a larger number names no memory, and is
+refused (422) as the schema says, before any query."""
 
 
 async def _token(

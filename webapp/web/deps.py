@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from itsdangerous import BadSignature, Signer
 
-from webapp.errors import MemoryAdminError
+from webapp.errors import MemoryAdminError, NotFound
+from webapp.ids import positive_int4
 from webapp.request_scope import DatabaseDep as DatabaseDep  # the pages take it from here too
 from webapp.request_scope import database
 from webapp.services.auth import SessionUser, session_user
@@ -176,6 +177,19 @@ def safe_next(target: str | None) -> str:
     return quote(target, safe="/?&=%:+,;@!$'()*~.-_#")
 
 
+def memory_id_from_text(text: str) -> int:
+    """The memory id a URL or form names; NotFound (404) for a text that cannot be one, a
+    number too large for the database included, as for an id that is not the visitor's."""
+    memory_id = positive_int4(text)
+    if memory_id is None:
+        raise NotFound("memory not found")
+    return memory_id
+
+
+async def _memory_id_in_path(memory_id: Annotated[str, Path()]) -> int:
+    return memory_id_from_text(memory_id)
+
+
 # FastAPI runs a plain `def` dependency in a worker thread; these only read app.state, so
 # they are async: the thread hop cost more than the whole lookup (request_scope.DatabaseDep too).
 
@@ -194,3 +208,6 @@ AdminVisitor = Annotated[Visitor, Depends(admin_visitor)]
 CheckedAdmin = Annotated[Visitor, Depends(checked_admin)]
 SettingsDep = Annotated[Settings, Depends(_settings_dependency)]
 SignerDep = Annotated[CursorSigner, Depends(_signer_dependency)]
+MemoryIdPath = Annotated[int, Depends(_memory_id_in_path)]
+"""A page's {memory_id}: a 404 page, never a 422 or a database error, for one that is not
+an id (webapp.ids)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -9,6 +10,7 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import Request
 from pydantic import ValidationError
 
+from webapp.ids import positive_int4
 from webapp.models import BrowseQuery
 from webapp.validation import number_from_text
 
@@ -27,9 +29,14 @@ class ParsedFilters:
 
 def describe_error(exc: ValidationError) -> str:
     """One readable sentence for the first problem of a validation error."""
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"] if not isinstance(part, int))
-    message = str(first["msg"]).removeprefix("Value error, ")
+    return describe_problem(exc.errors()[0])
+
+
+def describe_problem(error: Mapping[str, Any], *, skip: int = 0) -> str:
+    """One readable sentence for one validation problem: where (its `loc` past the first
+    `skip` parts, such as a request error's "body") and what."""
+    where = ".".join(str(part) for part in error["loc"][skip:] if not isinstance(part, int))
+    message = str(error["msg"]).removeprefix("Value error, ")
     return f"{where.replace('_', ' ')}: {message}" if where else message
 
 
@@ -106,8 +113,7 @@ def _set_edit(url: str, value: str | None) -> str:
 
 def editing_id(request: Request) -> int | None:
     """The id of the row whose editor a list request asks to open, if any."""
-    value = request.query_params.get(EDIT_PARAMETER, "")
-    return int(value) if value.isdigit() else None
+    return positive_int4(request.query_params.get(EDIT_PARAMETER, ""))
 
 
 def owner_links(list_path: str, owners: dict[int, str]) -> dict[int, str]:

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from webapp.db import Database
 from webapp.errors import InvalidInput, NotFound, VersionConflict
+from webapp.ids import positive_int4
 from webapp.models import LongTermMemory, MemoryUpdate
 from webapp.services import edits
 from webapp.services.browse import Page, browse
@@ -32,6 +33,7 @@ from webapp.web.deps import (
     CheckedVisitor,
     CurrentVisitor,
     DatabaseDep,
+    MemoryIdPath,
     SignerDep,
     Visitor,
     safe_next,
@@ -104,7 +106,7 @@ async def list_memories(
 
 @router.get("/memories/{memory_id}", name="show_memory")
 async def show_memory(
-    request: Request, memory_id: int, db: DatabaseDep, visitor: CurrentVisitor
+    request: Request, memory_id: MemoryIdPath, db: DatabaseDep, visitor: CurrentVisitor
 ) -> Response:
     """One memory: content and metadata (a deleted one too, marked, with restore)."""
     memory = await get_memory(
@@ -122,7 +124,7 @@ def _current_list(request: Request) -> str:
 
 @router.get("/memories/{memory_id}/editor", name="edit_row")
 async def edit_row(
-    request: Request, memory_id: int, db: DatabaseDep, visitor: CurrentVisitor
+    request: Request, memory_id: MemoryIdPath, db: DatabaseDep, visitor: CurrentVisitor
 ) -> Response:
     """A row's editor (importance and tags), swapped in by its Edit button (htmx); the
     list with ?edit=ID does the same without JavaScript."""
@@ -139,7 +141,7 @@ async def edit_row(
 
 @router.get("/memories/{memory_id}/row", name="show_row")
 async def show_row(
-    request: Request, memory_id: int, db: DatabaseDep, visitor: CurrentVisitor
+    request: Request, memory_id: MemoryIdPath, db: DatabaseDep, visitor: CurrentVisitor
 ) -> Response:
     """A row as the list shows it, editor closed (the editor's Done button, htmx)."""
     return_to = without_edit(_current_list(request))
@@ -205,8 +207,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _version(form: dict[str, str]) -> int | None:
-    value = form.get("version", "")
-    return int(value) if value.isdigit() else None
+    return positive_int4(form.get("version", ""))
 
 
 def _return_to(form: dict[str, str], memory_id: int) -> str:
@@ -274,7 +275,7 @@ async def _editor_response(
 
 @router.post("/memories/{memory_id}/importance", name="set_importance")
 async def set_importance(
-    request: Request, memory_id: int, db: DatabaseDep, visitor: CheckedVisitor
+    request: Request, memory_id: MemoryIdPath, db: DatabaseDep, visitor: CheckedVisitor
 ) -> Response:
     """Set a memory's importance (0 to 1)."""
     form = await _form(request)
@@ -294,7 +295,7 @@ async def set_importance(
 
 @router.post("/memories/{memory_id}/tags/add", name="add_tags")
 async def add_tags(
-    request: Request, memory_id: int, db: DatabaseDep, visitor: CheckedVisitor
+    request: Request, memory_id: MemoryIdPath, db: DatabaseDep, visitor: CheckedVisitor
 ) -> Response:
     """Add one tag, or several separated by commas."""
     form = await _form(request)
@@ -327,7 +328,7 @@ def _shown(tags: list[str]) -> list[str]:
 
 @router.post("/memories/{memory_id}/tags/remove", name="remove_tag")
 async def remove_tag(
-    request: Request, memory_id: int, db: DatabaseDep, visitor: CheckedVisitor
+    request: Request, memory_id: MemoryIdPath, db: DatabaseDep, visitor: CheckedVisitor
 ) -> Response:
     """Remove one tag."""
     form = await _form(request)
@@ -347,7 +348,7 @@ async def remove_tag(
 
 @router.post("/memories/{memory_id}/edit", name="edit_memory")
 async def edit_memory(
-    request: Request, memory_id: int, db: DatabaseDep, visitor: CheckedVisitor
+    request: Request, memory_id: MemoryIdPath, db: DatabaseDep, visitor: CheckedVisitor
 ) -> Response:
     """Change the content and the expiry (empty: never expires) on the detail page."""
     form = await _form(request)
@@ -393,7 +394,7 @@ def _expiry(text: str) -> datetime | None:
 
 @router.post("/memories/{memory_id}/delete", name="delete_memory")
 async def delete_memory_form(
-    request: Request, memory_id: int, db: DatabaseDep, visitor: CheckedVisitor
+    request: Request, memory_id: MemoryIdPath, db: DatabaseDep, visitor: CheckedVisitor
 ) -> Response:
     """Soft-delete; the answer offers undo (restore) right away."""
     form = await _form(request)
@@ -416,7 +417,7 @@ async def delete_memory_form(
 
 @router.post("/memories/{memory_id}/restore", name="restore_memory")
 async def restore_memory_form(
-    request: Request, memory_id: int, db: DatabaseDep, visitor: CheckedVisitor
+    request: Request, memory_id: MemoryIdPath, db: DatabaseDep, visitor: CheckedVisitor
 ) -> Response:
     """Undo a soft delete."""
     form = await _form(request)

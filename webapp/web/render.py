@@ -1,4 +1,5 @@
-"""One place that decides full page or htmx fragment, and the flash message after a redirect.
+"""One place that decides full page or htmx fragment, the flash message after a redirect,
+and the language of an error (the HTML error page or JSON).
 
 A page template holds its fragments as blocks; a handler names the block an htmx
 request swaps, and `render` returns the whole page unless the request came from htmx
@@ -8,10 +9,12 @@ request swaps, and `render` returns the whole page unless the request came from 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from itsdangerous import BadSignature
 
 from webapp.web.deps import LOGIN_CSRF_COOKIE, cookie_signer
@@ -97,3 +100,42 @@ def set_login_csrf_cookie(request: Request, response: Response, token: str) -> N
         samesite="strict",
         secure=request.url.scheme == "https",
     )
+
+
+def is_api(request: Request) -> bool:
+    """Whether the request is for the JSON API, whose errors are JSON whatever it accepts."""
+    return request.url.path.startswith("/api/")
+
+
+def error_response(
+    request: Request, status_code: int, detail: Any, headers: Mapping[str, str] | None = None
+) -> Response:
+    """An error in the request's language: `{"detail": ...}` under /api/ and for clients
+    that do not ask for HTML; else the error page."""
+    detail = _encodable(detail)
+    if not is_api(request) and (
+        "text/html" in request.headers.get("accept", "") or is_htmx(request)
+    ):
+        return render(
+            request,
+            "errors/error.html",
+            {"status_code": status_code, "message": str(detail)},
+            status_code=status_code,
+            headers=dict(headers) if headers else None,
+        )
+    return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
+
+
+def _encodable(value: Any) -> Any:
+    """value with what JSON and UTF-8 cannot carry spelled out: NaN and the infinities as
+    strings, lone surrogates (valid in a JSON string, not in UTF-8) as `\\udXXX`. An error
+    that echoes the bad input back must still be an error, not a 500."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_encodable(item) for item in value]
+    if isinstance(value, dict):
+        return {_encodable(key): _encodable(item) for key, item in value.items()}
+    return value

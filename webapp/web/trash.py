@@ -21,6 +21,7 @@ from webapp.web.deps import (
     DatabaseDep,
     SettingsDep,
     SignerDep,
+    memory_id_from_text,
 )
 from webapp.web.filters import url_with
 from webapp.web.memories import list_page
@@ -92,7 +93,7 @@ async def restore_from_trash(
     form = await request.form()
     only = form.get("only")
     chosen = [only] if isinstance(only, str) and only else form.getlist("id")
-    ids = [int(value) for value in chosen if isinstance(value, str) and value.isdigit()]
+    ids = [memory_id_from_text(value) for value in chosen if isinstance(value, str) and value]
     if not ids:
         message = "Select the memories to restore."
     else:
