@@ -31,13 +31,13 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from tests.factories import password_hash
 from webapp import migrate
 from webapp.db import Database, create_engine, write_connection
 from webapp.main import create_app
 from webapp.models import LongTermMemory, MemoryCreate, User, UserCreate, metadata
 from webapp.services.memories import remember
 from webapp.services.principal import Principal
-from webapp.services.users import create_user
 from webapp.settings import HTMX_INTEGRITY, HTMX_URL, Settings
 
 if TYPE_CHECKING:
@@ -254,7 +254,8 @@ class LiveServer:
 
 
 class AppData:
-    """Writes test data into the live server's database through the service layer."""
+    """Writes test data into the live server's database: memories through the service layer,
+    users directly (with a password hash made once a run)."""
 
     def __init__(self, settings: Settings) -> None:
         self.engine = create_engine(settings)
@@ -273,10 +274,15 @@ class AppData:
         *,
         is_admin: bool = False,
     ) -> User:
-        """A saved user who can log in with password."""
+        """A saved user who can log in with password (its argon2 hash made once a run)."""
         data = UserCreate(username=username, password=password, is_admin=is_admin)
+        user = User(
+            username=data.username, is_admin=data.is_admin, password_hash=password_hash(password)
+        )
         async with self.db.sessionmaker() as session:
-            return await create_user(session, data=data)
+            session.add(user)
+            await session.commit()
+        return user
 
     async def remember(
         self,
