@@ -458,24 +458,33 @@ def test_export_import_export_into_a_fresh_database_is_byte_identical(
 # --- usage and configuration errors ------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["frob"],
-        ["export", "--nope"],
-        ["export", "--state", "bogus"],
-        ["token", "revoke", "abc"],
-        ["token", "frob"],
-        ["import"],
-        ["createuser"],
-        ["serve", "--port", "0"],
-    ],
-    ids=" ".join,
-)
-def test_usage_errors_are_one_line_with_exit_code_2(tmp_path: Path, args: list[str]) -> None:
-    database = tmp_path / "untouched.db"
+USAGE_ERRORS = [
+    ["export", "--nope"],
+    ["frob"],
+    ["export", "--state", "bogus"],
+    ["token", "revoke", "abc"],
+    ["token", "frob"],
+    ["import"],
+    ["createuser"],
+    ["serve", "--port", "0"],
+]
+"""Command lines that Click refuses; the first also goes through a real process."""
 
-    result = run_cli(*args, database_url=f"sqlite+aiosqlite:///{database}", cwd=tmp_path)
+
+@pytest.mark.parametrize(
+    ("args", "process"),
+    [(USAGE_ERRORS[0], True), *((args, False) for args in USAGE_ERRORS)],
+    ids=lambda value: (
+        " ".join(value) if isinstance(value, list) else ("real process" if value else "in process")
+    ),
+)
+def test_usage_errors_are_one_line_with_exit_code_2(
+    tmp_path: Path, args: list[str], process: bool
+) -> None:
+    database = tmp_path / "untouched.db"
+    cli = runner_on(f"sqlite+aiosqlite:///{database}", tmp_path)
+
+    result = cli(*args, process=process)
 
     assert_one_line_error(result, code=2)
     assert not database.exists()
@@ -483,7 +492,7 @@ def test_usage_errors_are_one_line_with_exit_code_2(tmp_path: Path, args: list[s
 
 @pytest.mark.parametrize("args", [[], ["token"]], ids=["no command", "token alone"])
 def test_a_group_without_a_command_prints_its_help(tmp_path: Path, args: list[str]) -> None:
-    result = run_cli(*args, database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", cwd=tmp_path)
+    result = runner_on(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", tmp_path)(*args)
 
     assert result.code == 0
     assert result.out.startswith("Usage: memory-admin")
@@ -569,9 +578,8 @@ def test_purge_takes_the_retention_and_grace_periods(cli: Runner, tmp_path: Path
 
 @pytest.mark.parametrize("option", ["--retention-days", "--expired-grace-days"])
 def test_purge_refuses_negative_days(tmp_path: Path, option: str) -> None:
-    result = run_cli(
-        "purge", option, "-1", database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", cwd=tmp_path
-    )
+    result = runner_on(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", tmp_path)("purge", option, "-1")
+
     assert_one_line_error(result, code=2)
 
 
