@@ -28,8 +28,8 @@ def _next() -> int:
 def password_hash(password: str = PASSWORD) -> str:
     """A real argon2 hash of password, made once per run with the app's own hasher.
 
-    Hashing costs about 145 ms (argon2's point), and the suite makes users by the
-    thousand. Users sharing one hash, salt included, changes nothing a test can see:
+    Hashing costs about 145 ms (argon2's point), and the suite makes hundreds of
+    users. Users sharing one hash, salt included, changes nothing a test can see:
     logging in still verifies a real argon2 hash.
     """
     return hash_password(password)
