@@ -31,6 +31,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from tests.factories import password_hash
 from webapp import migrate
 from webapp.db import Database, create_engine, write_connection
 from webapp.main import create_app
@@ -254,7 +255,8 @@ class LiveServer:
 
 
 class AppData:
-    """Writes test data into the live server's database through the service layer."""
+    """Writes test data into the live server's database: memories through the service layer,
+    users directly (with a password hash made once a run)."""
 
     def __init__(self, settings: Settings) -> None:
         self.engine = create_engine(settings)
@@ -273,9 +275,9 @@ class AppData:
         *,
         is_admin: bool = False,
     ) -> User:
-        """A saved user who can log in with password."""
+        """A saved user who can log in with password (its argon2 hash made once a run)."""
         data = UserCreate(username=username, password=password, is_admin=is_admin)
-        return await create_user(self.db, data=data)
+        return await create_user(self.db, data=data, password_hash=password_hash(password))
 
     async def remember(
         self,

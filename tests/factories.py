@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -10,6 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from webapp.models import LongTermMemory, MemoryCreate, User
 from webapp.services.users import hash_password
 from webapp.types import utcnow
+
+PASSWORD = "correct horse"
+"""The password make_user gives every user."""
 
 _counter = 0
 
@@ -20,13 +24,24 @@ def _next() -> int:
     return _counter
 
 
+@cache
+def password_hash(password: str = PASSWORD) -> str:
+    """A real argon2 hash of password, made once per run with the app's own hasher.
+
+    Hashing costs about 145 ms (argon2's point), and the suite makes hundreds of
+    users. Users sharing one hash, salt included, changes nothing a test can see:
+    logging in still verifies a real argon2 hash.
+    """
+    return hash_password(password)
+
+
 async def make_user(
     session: AsyncSession, *, username: str | None = None, is_admin: bool = False
 ) -> User:
-    """A saved user with the password 'correct horse'."""
+    """A saved user with the password PASSWORD ('correct horse')."""
     user = User(
         username=username or f"user{_next()}",
-        password_hash=hash_password("correct horse"),
+        password_hash=password_hash(),
         is_admin=is_admin,
     )
     session.add(user)

@@ -1,4 +1,5 @@
-"""The memory-admin command as a user runs it: one subprocess per call, on both databases."""
+"""The memory-admin command as a user runs it, on both databases: through its entry point in
+this process, and in a real process where that is the point (tests/cli_support.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +21,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.cli_support import (
+    Result,
+    Runner,
+    assert_one_line_error,
+    invoke_cli,
+    records,
+    run_cli,
+)
 from webapp import migrate
 from webapp.db import create_sessionmaker
 from webapp.models import ApiToken, User
@@ -29,71 +37,7 @@ from webapp.services.users import verify_password
 
 pytestmark = pytest.mark.slow
 
-SECRET_KEY = "cli-test-secret-key"
 PASSWORD = "correct horse battery"
-
-
-@dataclass
-class Result:
-    """What one run of the command gave."""
-
-    code: int
-    stdout: bytes
-    stderr: str
-
-    @property
-    def out(self) -> str:
-        """Standard output as text."""
-        return self.stdout.decode()
-
-
-Runner = Callable[..., Result]
-
-
-def run_cli(
-    *args: str,
-    database_url: str,
-    cwd: Path,
-    input: bytes | str | None = None,
-    secret_key: str | None = SECRET_KEY,
-) -> Result:
-    """Run `memory-admin ARGS` in a fresh process with DATABASE_URL, as a shell user would."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MEMORY_ADMIN_DEBUG", "SECRET_KEY")}
-    env["DATABASE_URL"] = database_url
-    if secret_key is not None:
-        env["SECRET_KEY"] = secret_key
-    if isinstance(input, str):
-        input = input.encode()
-    completed = subprocess.run(
-        [sys.executable, "-m", "webapp.cli", *args],
-        input=input,
-        stdin=subprocess.DEVNULL if input is None else None,
-        capture_output=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-        start_new_session=True,  # no controlling terminal: a prompt can never hang the test
-    )
-    return Result(completed.returncode, completed.stdout, completed.stderr.decode())
-
-
-def assert_one_line_error(result: Result, *fragments: str, code: int | None = None) -> str:
-    """A failure: non-zero exit, nothing on stdout, one line on stderr holding fragments."""
-    assert result.code != 0, result
-    if code is not None:
-        assert result.code == code, result
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].strip(), f"stderr is not one line: {result.stderr!r}"
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert result.stdout == b"", result.stdout
-    return lines[0]
-
-
-def records(jsonl: bytes) -> list[dict[str, Any]]:
-    """The objects of a JSON Lines text."""
-    return [json.loads(line) for line in jsonl.splitlines() if line.strip()]
 
 
 def by_identity(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -125,24 +69,27 @@ def dataset(gen_memories: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return path
 
 
+def runner_on(database_url: str, cwd: Path) -> Runner:
+    """Runs the command on database_url from cwd: in this process, or as a real process
+    with process=True."""
+
+    def run(*args: str, process: bool = False, **kwargs: Any) -> Result:
+        how = run_cli if process else invoke_cli
+        return how(*args, database_url=database_url, cwd=cwd, **kwargs)
+
+    return run
+
+
 @pytest.fixture
 def cli(db: AsyncEngine, database_url: str, tmp_path: Path) -> Runner:
     """Run the command on the module's migrated database (emptied after the test)."""
-
-    def run(*args: str, **kwargs: Any) -> Result:
-        return run_cli(*args, database_url=database_url, cwd=tmp_path, **kwargs)
-
-    return run
+    return runner_on(database_url, tmp_path)
 
 
 @pytest.fixture
 def fresh_cli(fresh_database_url: str, tmp_path: Path) -> Runner:
     """Run the command on the fresh, unmigrated database."""
-
-    def run(*args: str, **kwargs: Any) -> Result:
-        return run_cli(*args, database_url=fresh_database_url, cwd=tmp_path, **kwargs)
-
-    return run
+    return runner_on(fresh_database_url, tmp_path)
 
 
 # --- migrate -----------------------------------------------------------------------------
@@ -176,7 +123,8 @@ def test_migrate_creates_the_schema_then_says_already_at_revision(fresh_cli: Run
 def test_commands_refuse_a_database_that_was_never_migrated(
     fresh_cli: Runner, args: list[str]
 ) -> None:
-    result = fresh_cli(*args, input=PASSWORD + "\n")
+    # serve in a process of its own: if it wrongly started serving, it would hold this one
+    result = fresh_cli(*args, input=PASSWORD + "\n", process=args[0] == "serve")
 
     assert_one_line_error(result, "memory-admin migrate")
     again = fresh_cli("migrate")
@@ -264,7 +212,7 @@ async def test_token_create_prints_the_secret_alone_on_the_last_line_then_revoke
 ) -> None:
     assert cli("createuser", "alice", "--password-stdin", input=PASSWORD).code == 0
 
-    result = cli("token", "create", "alice", "--name", "bot")
+    result = cli("token", "create", "alice", "--name", "bot", process=True)  # the real stdout
 
     assert result.code == 0, result
     *before, secret = result.out.splitlines()
@@ -510,24 +458,33 @@ def test_export_import_export_into_a_fresh_database_is_byte_identical(
 # --- usage and configuration errors ------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["frob"],
-        ["export", "--nope"],
-        ["export", "--state", "bogus"],
-        ["token", "revoke", "abc"],
-        ["token", "frob"],
-        ["import"],
-        ["createuser"],
-        ["serve", "--port", "0"],
-    ],
-    ids=" ".join,
-)
-def test_usage_errors_are_one_line_with_exit_code_2(tmp_path: Path, args: list[str]) -> None:
-    database = tmp_path / "untouched.db"
+USAGE_ERRORS = [
+    ["export", "--nope"],
+    ["frob"],
+    ["export", "--state", "bogus"],
+    ["token", "revoke", "abc"],
+    ["token", "frob"],
+    ["import"],
+    ["createuser"],
+    ["serve", "--port", "0"],
+]
+"""Command lines that Click refuses; the first also goes through a real process."""
 
-    result = run_cli(*args, database_url=f"sqlite+aiosqlite:///{database}", cwd=tmp_path)
+
+@pytest.mark.parametrize(
+    ("args", "process"),
+    [(USAGE_ERRORS[0], True), *((args, False) for args in USAGE_ERRORS)],
+    ids=lambda value: (
+        " ".join(value) if isinstance(value, list) else ("real process" if value else "in process")
+    ),
+)
+def test_usage_errors_are_one_line_with_exit_code_2(
+    tmp_path: Path, args: list[str], process: bool
+) -> None:
+    database = tmp_path / "untouched.db"
+    cli = runner_on(f"sqlite+aiosqlite:///{database}", tmp_path)
+
+    result = cli(*args, process=process)
 
     assert_one_line_error(result, code=2)
     assert not database.exists()
@@ -535,7 +492,7 @@ def test_usage_errors_are_one_line_with_exit_code_2(tmp_path: Path, args: list[s
 
 @pytest.mark.parametrize("args", [[], ["token"]], ids=["no command", "token alone"])
 def test_a_group_without_a_command_prints_its_help(tmp_path: Path, args: list[str]) -> None:
-    result = run_cli(*args, database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", cwd=tmp_path)
+    result = runner_on(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", tmp_path)(*args)
 
     assert result.code == 0
     assert result.out.startswith("Usage: memory-admin")
@@ -621,9 +578,8 @@ def test_purge_takes_the_retention_and_grace_periods(cli: Runner, tmp_path: Path
 
 @pytest.mark.parametrize("option", ["--retention-days", "--expired-grace-days"])
 def test_purge_refuses_negative_days(tmp_path: Path, option: str) -> None:
-    result = run_cli(
-        "purge", option, "-1", database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", cwd=tmp_path
-    )
+    result = runner_on(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", tmp_path)("purge", option, "-1")
+
     assert_one_line_error(result, code=2)
 
 

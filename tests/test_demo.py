@@ -13,14 +13,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.test_cli import assert_one_line_error, run_cli
+from tests.cli_support import Result, assert_one_line_error, invoke_cli
 from webapp.db import Database, create_engine
 from webapp.demo import (
     ADMIN,
@@ -158,9 +157,10 @@ async def test_prepare_demo_refuses_to_delete_a_file_it_did_not_make(
 # --- the command -------------------------------------------------------------------------
 
 
-def run_demo(tmp_path: Path, *args: str) -> Any:
-    """Run `memory-admin demo ARGS` with DATABASE_URL set to a file the demo must ignore."""
-    return run_cli(
+def run_demo(tmp_path: Path, *args: str) -> Result:
+    """Run `memory-admin demo ARGS` (in this process) with DATABASE_URL set to a file the
+    demo must ignore."""
+    return invoke_cli(
         "demo", *args, database_url=f"sqlite+aiosqlite:///{tmp_path / 'real.db'}", cwd=tmp_path
     )
 

@@ -6,6 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -50,9 +51,11 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A wheel built from the checkout with `python -m build --wheel`."""
+    """A wheel built from the checkout with `python -m build --wheel`, by the hatchling of
+    the test extra (an isolated build would download one every run)."""
     out = tmp_path_factory.mktemp("dist")
-    _run([sys.executable, "-m", "build", "--wheel", "--outdir", out, REPO_ROOT], cwd=out)
+    build = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", out]
+    _run([*build, REPO_ROOT], cwd=out)
     (built,) = out.glob("memory_admin-*.whl")
     return built
 
@@ -73,11 +76,10 @@ def test_the_installed_wheel_migrates_from_outside_the_checkout(
     work.mkdir()
     _run([sys.executable, "-m", "venv", venv], cwd=tmp_path)
     python = venv / "bin" / "python"
-    _run(
-        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", wheel],
-        cwd=work,
-        env=_clean_env(),
-    )
+    pip = [python, "-m", "pip", "--disable-pip-version-check"]
+    _run([*pip, "install", "--quiet", "--no-deps", "--no-index", wheel], cwd=work, env=_clean_env())
+    share_installed_dependencies(python)
+    checked = _run([*pip, "check"], cwd=work, env=_clean_env())  # the wheel's requirements
     database = work / "memories.db"
     env = _clean_env(DATABASE_URL=f"sqlite+aiosqlite:///{database}", SECRET_KEY="packaging")
 
@@ -89,9 +91,27 @@ def test_the_installed_wheel_migrates_from_outside_the_checkout(
     )
     migrated = _run([venv / "bin" / "memory-admin", "migrate"], cwd=work, env=env)
 
+    assert "No broken requirements" in checked
     assert Path(package.strip()).is_relative_to(venv)
     assert Path(templates.strip()).is_relative_to(venv)
     assert "revision" in migrated
     with sqlite3.connect(database) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert tables >= TABLES
+
+
+def share_installed_dependencies(python: Path) -> None:
+    """Let the venv of python import the packages installed for this test run, after its own.
+
+    Installing the wheel's dependencies afresh took minutes and the network; those of the
+    test run are the versions CI pins, and `pip check` in the venv still proves they meet
+    the wheel's requirements. The checkout stays out: a directory named in a .pth file is
+    put on sys.path without reading the .pth files in it, such as the editable install's.
+    """
+    ours = sysconfig.get_paths()
+    theirs = _run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        cwd=python.parent,
+    )
+    paths = dict.fromkeys([ours["purelib"], ours["platlib"]])
+    (Path(theirs.strip()) / "_test_run_packages.pth").write_text("\n".join(paths) + "\n")

@@ -13,11 +13,9 @@ from bs4 import BeautifulSoup
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.factories import PASSWORD
 from webapp.main import create_app
 from webapp.settings import Settings
-
-PASSWORD = "correct horse"
-"""The password tests/factories.make_user gives every user."""
 
 
 def parse(response: httpx.Response) -> BeautifulSoup:
