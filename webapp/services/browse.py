@@ -27,7 +27,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnClause, UnaryExpression
-from sqlalchemy.sql.operators import custom_op
 from sqlalchemy.sql.visitors import ExternallyTraversible, replacement_traverse
 
 from webapp.db import Database
@@ -42,6 +41,7 @@ from webapp.services.filters import (
     tags_condition,
     text_condition,
 )
+from webapp.services.plan import no_index
 from webapp.services.principal import Principal
 from webapp.services.users import user_id_named, usernames_in
 from webapp.types import utcnow
@@ -267,14 +267,14 @@ def _narrows(query: BrowseQuery) -> bool:
 
 
 def _tested_per_row(conditions: list[ColumnElement[bool]]) -> list[ColumnElement[bool]]:
-    """conditions with every memory column written `+column`, which SQLite may not look
-    up in an index: the page then walks its sort index and tests each row. (SQLite's
+    """conditions with every memory column out of SQLite's indexes (no_index): the
+    page then walks its sort index and tests each row. (SQLite's
     statistics hold no ranges: it took `last_accessed_at IS NULL` for a rare value, and
     sorted the 30% of a million rows never read.)"""
 
     def unindexed(element: ExternallyTraversible, **_kw: Any) -> ExternallyTraversible | None:
         if isinstance(element, Column) and element.table is _memories:
-            return UnaryExpression(element, operator=custom_op("+"), type_=element.type)
+            return no_index(element, "sqlite")
         return None
 
     return [replacement_traverse(condition, {}, unindexed) for condition in conditions]

@@ -42,6 +42,7 @@ from sqlalchemy.sql.elements import ColumnClause
 
 from webapp.errors import InvalidInput
 from webapp.models import LongTermMemory
+from webapp.services.plan import no_index
 
 FTS_TABLE = "long_term_memory_fts"
 TAG_TABLE = "memory_tag"
@@ -272,8 +273,8 @@ def _tagged(tag: str) -> Select[tuple[int]]:
 
 
 def _member(ids: Select[tuple[int]], *, walk: bool) -> ColumnElement[bool]:
-    # `id + 0` is not the bare rowid, so SQLite cannot start from the id list with it.
-    return (_c.id + 0).in_(ids) if walk else _c.id.in_(ids)
+    # Walking, the id is kept out of the rowid lookup: SQLite cannot start from the list.
+    return (no_index(_c.id, "sqlite") if walk else _c.id).in_(ids)
 
 
 WALK_THRESHOLD = 5_000
