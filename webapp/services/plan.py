@@ -1,12 +1,14 @@
-"""Planner hints: the one way to keep an index out of a plan.
+"""Planner hints: the one way to keep an index out of a plan, and the Plan filters follow.
 
 The databases' planners choose from statistics that some filters defeat (full text,
 single tags and ranges have none worth the name), so a few statements tell them which
-index not to use. They all say it with no_index.
+index not to use. They all say it with no_index; browse's choices of when to say it
+live in browse_plan.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, Numeric
@@ -30,3 +32,13 @@ def no_index(column: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
     if not isinstance(column.type, Integer | Numeric):
         raise TypeError(f"no_index on {dialect} needs a number column, not {column.type}")
     return column + 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the filter builders write their conditions: built once per statement's caller."""
+
+    dialect: str
+    walk: bool = False
+    """SQLite: test each row against the tag and full-text matches instead of starting
+    from them, so a page can walk its sort index (browse_plan.walk_sorted_index)."""

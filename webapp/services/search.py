@@ -31,7 +31,7 @@ from webapp.models import LongTermMemory, SearchRequest
 from webapp.services import fulltext
 from webapp.services.filters import namespace_condition, state_condition, tags_condition
 from webapp.services.memories import count_access
-from webapp.services.plan import no_index
+from webapp.services.plan import Plan, no_index
 from webapp.services.principal import Principal
 from webapp.services.users import visible_user_id
 from webapp.types import utcnow
@@ -141,9 +141,9 @@ async def rank(
         # match instead.
         conditions.append(no_index(_c.user_id, db.dialect) == owner)
     if request.namespace:
-        conditions.append(namespace_condition(request.namespace, dialect=db.dialect))
+        conditions.append(namespace_condition(request.namespace))
     if request.tags:
-        conditions.append(tags_condition(request.tags, mode="all", dialect=db.dialect))
+        conditions.append(tags_condition(request.tags, mode="all", plan=Plan(db.dialect)))
 
     matches = select(
         _c.id, relevance.label("relevance"), _c.importance, _c.updated_at, _c.access_count

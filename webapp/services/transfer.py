@@ -48,6 +48,7 @@ from webapp.services.jsonl import (
     parse_chunk,
 )
 from webapp.services.parse_worker import HEADER
+from webapp.services.plan import Plan
 from webapp.services.users import UNUSABLE_PASSWORD
 from webapp.settings import Settings
 from webapp.types import utcnow
@@ -649,9 +650,9 @@ async def export_jsonl(
     if username is not None:
         query = query.where(_users.c.username == username)
     if namespace is not None:
-        query = query.where(namespace_condition(namespace, dialect=dialect))
+        query = query.where(namespace_condition(namespace))
     if tags:
-        query = query.where(tags_condition(tags, mode="all", dialect=dialect))
+        query = query.where(tags_condition(tags, mode="all", plan=Plan(dialect)))
     async with engine.connect() as conn:
         result = await conn.stream(query.execution_options(yield_per=2000))
         async for partition in result.partitions():
