@@ -20,7 +20,7 @@ from webapp.db import Database
 from webapp.errors import InvalidInput, NotFound
 from webapp.models import BrowseQuery, LongTermMemory, MemoryCreate, MemoryEvent, MemoryUpdate
 from webapp.models import SearchRequest as Request
-from webapp.services import bulk, fulltext, memories, search, transfer
+from webapp.services import browse_plan, bulk, fulltext, memories, search, transfer
 from webapp.services.browse import browse
 from webapp.services.cursors import CursorSigner
 from webapp.services.principal import Principal
@@ -448,9 +448,9 @@ async def test_walking_the_sort_index_finds_the_same_pages(
             query = query.model_copy(update={"cursor": page.next_cursor})
 
     for query in queries:
-        monkeypatch.setattr(fulltext, "WALK_THRESHOLD", 10**9)
+        monkeypatch.setattr(browse_plan, "WALK_THRESHOLD", 10**9)
         sorted_matches = await pages(query)
-        monkeypatch.setattr(fulltext, "WALK_THRESHOLD", 1)
+        monkeypatch.setattr(browse_plan, "WALK_THRESHOLD", 1)
         walked = await pages(query)
         assert walked == sorted_matches, query
         assert walked[0], query

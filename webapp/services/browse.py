@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    Column,
     ColumnElement,
     CompoundSelect,
     Select,
@@ -25,23 +24,21 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnClause, UnaryExpression
-from sqlalchemy.sql.operators import custom_op
-from sqlalchemy.sql.visitors import ExternallyTraversible, replacement_traverse
 
 from webapp.db import Database
 from webapp.models import BrowseQuery, LongTermMemory, MemoryRow
-from webapp.services import fulltext
+from webapp.services.browse_plan import NULLABLE_SORTS, plan_browse
 from webapp.services.cursors import Cursor, CursorSigner
 from webapp.services.filters import (
     namespace_condition,
-    normal_tags,
     state_condition_now,
     state_expression_now,
     tags_condition,
     text_condition,
+    text_filter,
 )
+from webapp.services.plan import Plan
 from webapp.services.principal import Principal
 from webapp.services.users import user_id_named, usernames_in
 from webapp.types import utcnow
@@ -50,9 +47,6 @@ COUNT_CAP = 1_000
 """Counts are exact up to here, then shown as '1,000+'. Counting costs a row visit per
 match (the state and scope checks need the row), so the cap bounds the cost of a page:
 10,000 would cost 10-40 ms a page on a million rows."""
-NULLABLE_SORTS = frozenset({"last_accessed_at"})
-INDEXED_SORTS = frozenset({"updated_at", "importance"})
-"""Sorts with an index to walk in order (see _should_walk); the others sort their matches."""
 
 _memories = LongTermMemory.__table__  # type: ignore[attr-defined]
 _c = _memories.c
@@ -77,15 +71,12 @@ def filter_conditions(
     query: BrowseQuery,
     now: datetime,
     *,
-    dialect: str,
-    walk: bool = False,
+    plan: Plan,
 ) -> list[ColumnElement[bool]]:
-    """The WHERE clauses of query for principal.
+    """The WHERE clauses of query for principal, written as plan says.
 
     A `user` filter names the user by a subquery: an unknown user, or (for an ordinary
     user) anyone else, matches nothing, without a statement of its own to find out.
-    walk: on SQLite, write tag and text conditions as tests of each row rather than as
-    the lists to start from (fulltext.walk_sorted_index says when that is faster).
     """
     conditions: list[ColumnElement[bool]] = [
         principal.visible(),
@@ -94,14 +85,12 @@ def filter_conditions(
     if query.user is not None:
         conditions.append(_c.user_id == user_id_named(query.user))
     if query.namespace:
-        conditions.append(namespace_condition(query.namespace, dialect=dialect))
+        conditions.append(namespace_condition(query.namespace))
     if query.tag:
-        conditions.append(
-            tags_condition(query.tag, mode=query.tags_mode, dialect=dialect, walk=walk)
-        )
-    text = _text(query)
+        conditions.append(tags_condition(query.tag, mode=query.tags_mode, plan=plan))
+    text = text_filter(query)
     if text is not None:
-        conditions.append(text_condition(text, dialect=dialect, walk=walk))
+        conditions.append(text_condition(text, plan=plan))
     if query.min_importance is not None:
         conditions.append(_c.importance >= query.min_importance)
     if query.max_importance is not None:
@@ -154,16 +143,16 @@ def _page_statement(
     descending: bool,
     cursor: Cursor | None,
     limit: int,
-    dialect: str,
     matches: ColumnElement[int],
     *,
     among: Select[tuple[int]] | None = None,
+    two_walks: bool = False,
 ) -> Select[Any]:
     """The next `limit` rows in sort order after the cursor's row (or from the start):
     MemoryRow's columns, then `matches` (the count, read in the same statement).
 
     among: the ids of every match, when they are few: the page sorts those rows instead
-    of walking the sort index.
+    of walking the sort index. two_walks: seek past the cursor as _sqlite_after does.
     """
     column = _c[field]
     nullable = field in NULLABLE_SORTS
@@ -172,7 +161,7 @@ def _page_statement(
         page = select(*columns).where(_c.id.in_(among))
         if cursor is not None:
             page = page.where(_after(column, descending, nullable, cursor.value, cursor.id))
-    elif cursor is not None and dialect == "sqlite" and not nullable:
+    elif cursor is not None and two_walks:
         walks = _sqlite_after(conditions, column, descending, cursor, limit)
         page = select(*columns).where(_c.id.in_(walks))
     else:
@@ -211,27 +200,6 @@ def _sqlite_after(
     return union_all(*(select(_ID).select_from(walk.subquery()) for walk in walks))
 
 
-def _count_driver(
-    query: BrowseQuery, dialect: str
-) -> tuple[Select[tuple[int]] | None, BrowseQuery]:
-    """On SQLite, the match list a count should start from, and the rest of the filter.
-
-    Written as `id IN (matches)`, a full-text or tag filter makes SQLite collect every
-    match before counting (20,000 for a word in 2% of a million rows: 4 ms); joined
-    from the match list, the count reads matches in id order and stops at the cap
-    (0.5 ms).
-    """
-    if dialect != "sqlite":
-        return None, query
-    text = _text(query)
-    if text is not None:
-        return fulltext.match_ids(text), query.model_copy(update={"q": None})
-    tags = normal_tags(query.tag)
-    if len(tags) == 1 or (tags and query.tags_mode == "all"):
-        return fulltext.tag_ids(tags[0]), query.model_copy(update={"tag": tags[1:]})
-    return None, query
-
-
 def _count_statement(
     conditions: list[ColumnElement[bool]], driver: Select[tuple[int]] | None
 ) -> Select[int]:
@@ -244,59 +212,10 @@ def _count_statement(
     return select(func.count()).select_from(capped)
 
 
-def _narrows(query: BrowseQuery) -> bool:
-    """Whether query has a filter that may match a few rows or a great many, which the
-    planners misjudge (full text and tags have their own choice, _should_walk).
-
-    Walking the sort index and testing each row finds a page at once among many
-    matches, but reads the whole index for a few: `min_importance=0.9` matched 54 rows
-    of a million and took a second on both databases. Starting from the filter's index
-    and sorting the matches is the reverse. browse counts the matches first (capped, and
-    shown anyway) and chooses.
-    """
-    if _text(query) is not None or query.tag:
-        return False
-    return (
-        query.min_importance is not None
-        or query.max_importance is not None
-        or query.expiring_within is not None
-        or query.accessed is not None
-        or query.state == "expired"
-        or (query.namespace is not None and query.user is None)
-    )
-
-
-def _tested_per_row(conditions: list[ColumnElement[bool]]) -> list[ColumnElement[bool]]:
-    """conditions with every memory column written `+column`, which SQLite may not look
-    up in an index: the page then walks its sort index and tests each row. (SQLite's
-    statistics hold no ranges: it took `last_accessed_at IS NULL` for a rare value, and
-    sorted the 30% of a million rows never read.)"""
-
-    def unindexed(element: ExternallyTraversible, **_kw: Any) -> ExternallyTraversible | None:
-        if isinstance(element, Column) and element.table is _memories:
-            return UnaryExpression(element, operator=custom_op("+"), type_=element.type)
-        return None
-
-    return [replacement_traverse(condition, {}, unindexed) for condition in conditions]
-
-
 def _every_match(conditions: list[ColumnElement[bool]]) -> Select[tuple[int]]:
     """The ids of every match, when counting found no more than COUNT_CAP (the limit
     keeps the planners from walking the sort index to find them)."""
     return select(_c.id).where(*conditions).limit(COUNT_CAP + 1)
-
-
-def _text(query: BrowseQuery) -> str | None:
-    return query.q if query.q is not None and query.q.strip() else None
-
-
-async def _should_walk(session: AsyncSession, query: BrowseQuery) -> bool:
-    """On SQLite, whether this page should walk its sort index past tag and text matches."""
-    if session.get_bind().dialect.name != "sqlite" or query.sort.lstrip("-") not in INDEXED_SORTS:
-        return False
-    return await fulltext.walk_sorted_index(
-        session, q=_text(query), tags=normal_tags(query.tag), every_tag=query.tags_mode == "all"
-    )
 
 
 async def browse(
@@ -316,21 +235,27 @@ async def browse(
     page_descending = descending if forward else not descending
 
     async with db.read() as session:
-        walk = await _should_walk(session, query)
-        conditions = filter_conditions(principal, query, now, dialect=db.dialect, walk=walk)
-        driver, rest = _count_driver(query, db.dialect)
+        plan = await plan_browse(
+            session,
+            dialect=db.dialect,
+            principal=principal,
+            query=query,
+            past_cursor=cursor is not None,
+        )
+        conditions = filter_conditions(principal, query, now, plan=plan.filters)
+        count_from, rest = plan.counting(query)
         counted = conditions
-        if walk or driver is not None:
-            counted = filter_conditions(principal, rest, now, dialect=db.dialect)
-        count_statement = _count_statement(counted, driver)
+        if rest is not None:
+            counted = filter_conditions(principal, rest, now, plan=plan.count_filters)
+        count_statement = _count_statement(counted, count_from)
         among = None
-        if _narrows(query):
+        if plan.count_first:
             known = int((await session.execute(count_statement)).scalar_one())
             matches: ColumnElement[int] = literal(known).label("matches")
             if known <= COUNT_CAP:
                 among = _every_match(conditions)
-            elif db.dialect == "sqlite" and principal.sees_everyone and query.user is None:
-                conditions = _tested_per_row(conditions)
+            elif plan.test_each_row:
+                conditions = plan.tested_per_row(conditions)
         else:
             matches = count_statement.scalar_subquery().label("matches")
         statement = _page_statement(
@@ -339,9 +264,9 @@ async def browse(
             page_descending,
             cursor,
             query.limit + 1,
-            db.dialect,
             matches,
             among=among,
+            two_walks=plan.two_walks,
         )
         found = (await session.execute(statement)).all()
         rows = [MemoryRow(*values) for *values, _ in found]

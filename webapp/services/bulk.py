@@ -21,6 +21,7 @@ from webapp.models import BrowseQuery, EventAction, LongTermMemory
 from webapp.services import events
 from webapp.services.browse import filter_conditions
 from webapp.services.edits import checked_importance, with_tags, without_tags
+from webapp.services.plan import Plan
 from webapp.services.principal import Principal
 from webapp.types import utcnow
 from webapp.validation import ensure_utc
@@ -88,7 +89,7 @@ def _conditions(
     db: Database, principal: Principal, selection: Selection
 ) -> list[ColumnElement[bool]]:
     if selection.query is not None:
-        return filter_conditions(principal, selection.query, utcnow(), dialect=db.dialect)
+        return filter_conditions(principal, selection.query, utcnow(), plan=Plan(db.dialect))
     if not selection.ids:
         raise InvalidInput("select at least one memory")
     return [principal.visible(), _c.id.in_(list(selection.ids))]

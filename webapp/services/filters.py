@@ -10,8 +10,9 @@ from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, case, fals
 from sqlalchemy.dialects.postgresql import JSONB
 
 from webapp.errors import InvalidInput
-from webapp.models import LongTermMemory, MemoryState
+from webapp.models import BrowseQuery, LongTermMemory, MemoryState
 from webapp.services import fulltext
+from webapp.services.plan import Plan
 from webapp.types import UTCDateTime, utcnow
 from webapp.validation import validate_namespace
 
@@ -20,7 +21,7 @@ STATES = ("active", "expired", "deleted", "all")
 _memory = LongTermMemory.__table__.c  # type: ignore[attr-defined]
 
 
-def namespace_condition(namespace: str, *, dialect: str) -> ColumnElement[bool]:
+def namespace_condition(namespace: str) -> ColumnElement[bool]:
     """Exact namespace, or with a trailing '/' the prefix and everything below it."""
     if namespace.endswith("/"):
         prefix = namespace.rstrip("/")
@@ -79,13 +80,9 @@ def state_expression_now() -> ColumnElement[str]:
     ).label("state")
 
 
-def tags_condition(
-    tags: Sequence[str], *, mode: str, dialect: str, walk: bool = False
-) -> ColumnElement[bool]:
-    """Rows carrying all (or any) of tags; tags are compared lowercased as stored.
-
-    walk: on SQLite, test rows against the tag list (fulltext.walk_sorted_index).
-    """
+def tags_condition(tags: Sequence[str], *, mode: str, plan: Plan) -> ColumnElement[bool]:
+    """Rows carrying all (or any) of tags, as plan writes them; tags are compared
+    lowercased as stored."""
     if mode not in ("any", "all"):
         raise InvalidInput(f"tags_mode must be 'any' or 'all' (got {mode!r})")
     wanted = normal_tags(tags)
@@ -94,12 +91,12 @@ def tags_condition(
     for tag in wanted:
         if not tag.isprintable():  # as for stored tags (and PostgreSQL's JSON refuses NUL)
             raise InvalidInput(f"tag {tag!r} contains control or non-printable characters")
-    if dialect == "postgresql":
+    if plan.dialect == "postgresql":
         tags_col = _memory.tags.cast(JSONB)
         if mode == "all":
             return tags_col.contains(wanted)
         return or_(*(tags_col.contains([tag]) for tag in wanted))
-    conditions = [fulltext.tag_condition_sqlite(tag, walk=walk) for tag in wanted]
+    conditions = [fulltext.tag_condition_sqlite(tag, plan=plan) for tag in wanted]
     return and_(*conditions) if mode == "all" else or_(*conditions)
 
 
@@ -108,6 +105,11 @@ def normal_tags(tags: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(tag.strip().lower() for tag in tags if tag.strip()))
 
 
-def text_condition(query: str, *, dialect: str, walk: bool = False) -> ColumnElement[bool]:
+def text_condition(query: str, *, plan: Plan) -> ColumnElement[bool]:
     """Rows whose key or content hold every word of query (the `q` filter)."""
-    return fulltext.match_condition(query, dialect=dialect, every=True, walk=walk)
+    return fulltext.match_condition(query, plan=plan, every=True)
+
+
+def text_filter(query: BrowseQuery) -> str | None:
+    """The `q` filter's text, or None when it has no text (blank is no filter)."""
+    return query.q if query.q is not None and query.q.strip() else None

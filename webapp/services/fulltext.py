@@ -21,7 +21,6 @@ that made it (FIRST_SQLITE_TABLES).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,11 +36,12 @@ from sqlalchemy import (
     literal_column,
     select,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnClause
 
 from webapp.errors import InvalidInput
 from webapp.models import LongTermMemory
+from webapp.services.plan import Plan, no_index
 
 FTS_TABLE = "long_term_memory_fts"
 TAG_TABLE = "memory_tag"
@@ -231,24 +231,19 @@ def tsquery_text(terms: list[Term], *, every: bool, owner: int | None = None) ->
     return f"'{OWNER_PREFIX}{int(owner)}' & {text}"
 
 
-def match_condition(
-    query: str, *, dialect: str, every: bool = True, walk: bool = False
-) -> ColumnElement[bool]:
-    """Rows whose key or content hold every word of query (or any, with every=False).
-
-    walk (SQLite): test each row against the matches instead of starting from them; see
-    walk_sorted_index.
-    """
+def match_condition(query: str, *, plan: Plan, every: bool = True) -> ColumnElement[bool]:
+    """Rows whose key or content hold every word of query (or any, with every=False),
+    as plan writes them (on SQLite, plan.walk tests each row against the matches)."""
     terms = parse_terms(query)
-    if dialect == "postgresql":
+    if plan.dialect == "postgresql":
         tsquery = func.to_tsquery(SIMPLE, tsquery_text(terms, every=every))
         return literal_column(SEARCH_VECTOR).op("@@")(tsquery)
-    return _member(_fts_matches(terms, every=every), walk=walk)
+    return _member(_fts_matches(terms, every=every), plan)
 
 
-def tag_condition_sqlite(tag: str, *, walk: bool = False) -> ColumnElement[bool]:
+def tag_condition_sqlite(tag: str, *, plan: Plan) -> ColumnElement[bool]:
     """Rows carrying tag, through the memory_tag side table's (tag, memory_id) key."""
-    return _member(_tagged(tag), walk=walk)
+    return _member(_tagged(tag), plan)
 
 
 def match_ids(query: str) -> Select[tuple[int]]:
@@ -271,41 +266,9 @@ def _tagged(tag: str) -> Select[tuple[int]]:
     return select(memory_tag.c.memory_id).where(memory_tag.c.tag == tag)
 
 
-def _member(ids: Select[tuple[int]], *, walk: bool) -> ColumnElement[bool]:
-    # `id + 0` is not the bare rowid, so SQLite cannot start from the id list with it.
-    return (_c.id + 0).in_(ids) if walk else _c.id.in_(ids)
-
-
-WALK_THRESHOLD = 5_000
-"""From this many matches on, walking a sorted index beats sorting the matches."""
-
-
-async def walk_sorted_index(
-    session: AsyncSession, *, q: str | None, tags: Sequence[str], every_tag: bool
-) -> bool:
-    """Whether a sorted SQLite page should walk its sort index, testing each row.
-
-    SQLite's planner starts from the list of full-text or tag matches, fetches every
-    matching row and sorts them: right for a rare word, slow for a common one (a word in
-    2% of a million rows: 26 ms). Walking the sort index and testing each row against
-    the matches stops after one page instead (3 ms), but would read the whole index for
-    a rare word. The planner has no statistics for FTS5 or for single tags, so count the
-    matches up to WALK_THRESHOLD and choose: walk when the text is common and the tags
-    are (every tag, or with every_tag=False at least one of them).
-    """
-    if q is None and not tags:
-        return False
-    if q is not None and not await _common(session, _fts_matches(parse_terms(q), every=True)):
-        return False
-    if not tags:
-        return True
-    common = [await _common(session, _tagged(tag)) for tag in tags]
-    return all(common) if every_tag else any(common)
-
-
-async def _common(session: AsyncSession, matches: Select[tuple[int]]) -> bool:
-    capped = select(func.count()).select_from(matches.limit(WALK_THRESHOLD).subquery())
-    return int((await session.execute(capped)).scalar_one()) >= WALK_THRESHOLD
+def _member(ids: Select[tuple[int]], plan: Plan) -> ColumnElement[bool]:
+    # Walking, the id is kept out of the rowid lookup: SQLite cannot start from the list.
+    return (no_index(_c.id, plan.dialect) if plan.walk else _c.id).in_(ids)
 
 
 BULK_HASH_SIZE = 32 * 1024 * 1024

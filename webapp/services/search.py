@@ -31,6 +31,7 @@ from webapp.models import LongTermMemory, SearchRequest
 from webapp.services import fulltext
 from webapp.services.filters import namespace_condition, state_condition, tags_condition
 from webapp.services.memories import count_access
+from webapp.services.plan import Plan, no_index
 from webapp.services.principal import Principal
 from webapp.services.users import resolve_user
 from webapp.types import utcnow
@@ -135,13 +136,13 @@ async def rank(
     if owner is not None:
         # The owner word has narrowed the matches inside the text index already; with
         # an indexable user_id test too, PostgreSQL also read the user's 60,000 row ids
-        # from the user_id index to intersect them (11 ms instead of 5). `+ 0`: a check
-        # of each match, no index.
-        conditions.append(_c.user_id + 0 == owner)
+        # from the user_id index to intersect them (11 ms instead of 5): a check of each
+        # match instead.
+        conditions.append(no_index(_c.user_id, db.dialect) == owner)
     if request.namespace:
-        conditions.append(namespace_condition(request.namespace, dialect=db.dialect))
+        conditions.append(namespace_condition(request.namespace))
     if request.tags:
-        conditions.append(tags_condition(request.tags, mode="all", dialect=db.dialect))
+        conditions.append(tags_condition(request.tags, mode="all", plan=Plan(db.dialect)))
 
     matches = select(
         _c.id, relevance.label("relevance"), _c.importance, _c.updated_at, _c.access_count

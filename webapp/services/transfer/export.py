@@ -10,6 +10,7 @@ from webapp.db import Database
 from webapp.models import LongTermMemory, User
 from webapp.services.filters import namespace_condition, state_condition, tags_condition
 from webapp.services.jsonl import FIELDS, export_line
+from webapp.services.plan import Plan
 from webapp.types import utcnow
 
 _memories = LongTermMemory.__table__  # type: ignore[attr-defined]
@@ -36,9 +37,9 @@ async def export_jsonl(
     if username is not None:
         query = query.where(_users.c.username == username)
     if namespace is not None:
-        query = query.where(namespace_condition(namespace, dialect=dialect))
+        query = query.where(namespace_condition(namespace))
     if tags:
-        query = query.where(tags_condition(tags, mode="all", dialect=dialect))
+        query = query.where(tags_condition(tags, mode="all", plan=Plan(dialect)))
     async with engine.connect() as conn:
         result = await conn.stream(query.execution_options(yield_per=2000))
         async for partition in result.partitions():
