@@ -65,16 +65,7 @@ from typing import Any
 
 import httpx
 import orjson
-from bench_http import (
-    Server,
-    children_cpu,
-    free_port,
-    run_main,
-    running_server,
-    server_env,
-    wrk_ms,
-)
-from bench_queries import (
+from common import (
     HEAVY_USER,
     BenchError,
     Fetch,
@@ -83,11 +74,13 @@ from bench_queries import (
     RawPostgres,
     RawSqlite,
     Side,
+    children_cpu,
     choose_params,
     describe,
-    memory_admin,
     timed,
+    wrk_ms,
 )
+from harness import Server, free_port, memory_admin, run_main, running_server, server_env
 
 API = "/api/v1"
 NAMESPACE = "bench/api"
