@@ -1,4 +1,4 @@
-"""The JSON API (SPEC 5): concurrent writes, the OpenAPI document, and bad input writing nothing.
+"""The JSON API: concurrent writes, the OpenAPI document, and bad input writing nothing.
 
 Runs on SQLite and on PostgreSQL; the agents and helpers are in tests/api_support.py.
 """

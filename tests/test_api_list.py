@@ -1,4 +1,4 @@
-"""The JSON API (SPEC 5): GET /memories, its filters, sorts and keyset pages.
+"""The JSON API: GET /memories, its filters, sorts and keyset pages.
 
 Runs on SQLite and on PostgreSQL; the agents and helpers are in tests/api_support.py.
 """

@@ -1,4 +1,4 @@
-"""The JSON API (SPEC 5): remember with PUT, then get, patch, delete and restore by id.
+"""The JSON API: remember with PUT, then get, patch, delete and restore by id.
 
 Runs on SQLite and on PostgreSQL; the agents and helpers are in tests/api_support.py.
 """

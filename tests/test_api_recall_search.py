@@ -1,4 +1,4 @@
-"""The JSON API (SPEC 5): recall, ranked search, context blocks and namespaces.
+"""The JSON API: recall, ranked search, context blocks and namespaces.
 
 Runs on SQLite and on PostgreSQL; the agents and helpers are in tests/api_support.py.
 """

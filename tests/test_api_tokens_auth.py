@@ -1,4 +1,4 @@
-"""The JSON API (SPEC 5): bearer tokens, user isolation and acting for another user.
+"""The JSON API: bearer tokens, user isolation and acting for another user.
 
 Runs on SQLite and on PostgreSQL; the agents and helpers are in tests/api_support.py.
 """
