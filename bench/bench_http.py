@@ -80,8 +80,10 @@ from common import (
     Side,
     children_cpu,
     choose_params,
+    client_latency,
     timed,
-    wrk_ms,
+    wrk_latency,
+    wrk_seconds,
 )
 from harness import (
     Server,
@@ -430,13 +432,9 @@ def wrk_throughput(
     client_cpu, server_cpu = children_cpu() - cpu_before, server.cpu_seconds() - server_before
     out = proc.stdout
     counts = re.search(r"BENCH ok=(\d+) other=(\d+)", out)
-    took = re.search(r"requests in ([\d.]+)(ms|s|m)\b", out)
-    seconds = float(took.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[took.group(2)] if took else wall
+    seconds = wrk_seconds(out, wall)
     ok, other = (int(counts.group(1)), int(counts.group(2))) if counts else (0, 0)
-    latency = {
-        f"p{p}": wrk_ms(value, unit)
-        for p, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)", out, re.M)
-    }
+    latency = wrk_latency(out)
     return {
         "client": "wrk",
         "seconds": seconds,
@@ -475,18 +473,13 @@ async def httpx_throughput(
     await asyncio.gather(*(worker(start + args.duration) for _ in range(args.concurrency)))
     wall = time.perf_counter() - start
     server_cpu = server.cpu_seconds() - server_before
-    ordered = sorted(times)
     return {
         "client": "httpx",
         "seconds": wall,
         "ok": ok,
         "other": other,
         "rps": ok / wall,
-        "latency_ms": {
-            f"p{p}": ordered[min(len(ordered) - 1, len(ordered) * p // 100)] for p in (50, 99)
-        }
-        if ordered
-        else {},
+        "latency_ms": client_latency(times),
         "client_cpu": (time.process_time() - cpu_before) / wall,
         "server_cpu": server_cpu / wall,
         "server_cpu_ms_per_request": server_cpu * 1000 / max(1, ok + other),

@@ -290,3 +290,25 @@ def children_cpu() -> float:
 def wrk_ms(value: str, unit: str) -> float:
     """A wrk latency (us, ms or s) in ms."""
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk_seconds(out: str, wall: float) -> float:
+    """How long wrk says it ran ("N requests in 10.01s"), or the wall time if it does not."""
+    took = re.search(r"requests in ([\d.]+)(ms|s|m)\b", out)
+    return float(took.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[took.group(2)] if took else wall
+
+
+def wrk_latency(out: str) -> dict[str, float]:
+    """wrk's --latency percentiles (p50, p75, p90, p99), in ms."""
+    return {
+        f"p{p}": wrk_ms(value, unit)
+        for p, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)", out, re.M)
+    }
+
+
+def client_latency(times: list[float]) -> dict[str, float]:
+    """p50 and p99 of a throughput client's request times in ms (none without requests)."""
+    ordered = sorted(times)
+    if not ordered:
+        return {}
+    return {f"p{p}": ordered[min(len(ordered) - 1, len(ordered) * p // 100)] for p in (50, 99)}
