@@ -65,16 +65,7 @@ from typing import Any
 
 import httpx
 import orjson
-from bench_http import (
-    Server,
-    children_cpu,
-    free_port,
-    run_main,
-    running_server,
-    server_env,
-    wrk_ms,
-)
-from bench_queries import (
+from common import (
     HEAVY_USER,
     BenchError,
     Fetch,
@@ -83,11 +74,15 @@ from bench_queries import (
     RawPostgres,
     RawSqlite,
     Side,
+    children_cpu,
     choose_params,
+    client_latency,
     describe,
-    memory_admin,
     timed,
+    wrk_latency,
+    wrk_seconds,
 )
+from harness import Server, free_port, memory_admin, run_main, running_server, server_env
 
 API = "/api/v1"
 NAMESPACE = "bench/api"
@@ -581,14 +576,10 @@ def wrk_throughput(
     client_cpu, server_cpu = children_cpu() - cpu_before, server.cpu_seconds() - server_before
     out = proc.stdout
     counts = re.search(r"BENCH ok=(\d+) c4=(\d+) c5=(\d+) other=(\d+)", out)
-    took = re.search(r"requests in ([\d.]+)(ms|s|m)\b", out)
-    seconds = float(took.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[took.group(2)] if took else wall
+    seconds = wrk_seconds(out, wall)
     ok, c4, c5, other = (int(n) for n in counts.groups()) if counts else (0, 0, 0, 0)
     socket_errors = re.search(r"Socket errors: (.*)", out)
-    latency = {
-        f"p{p}": wrk_ms(value, unit)
-        for p, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)", out, re.M)
-    }
+    latency = wrk_latency(out)
     return {
         "client": "wrk",
         "seconds": seconds,
@@ -636,7 +627,6 @@ async def httpx_throughput(
     await asyncio.gather(*(worker(number, deadline) for number in range(args.concurrency)))
     wall = time.perf_counter() - start
     server_cpu = server.cpu_seconds() - server_before
-    ordered = sorted(times)
     return {
         "client": "httpx",
         "seconds": wall,
@@ -644,11 +634,7 @@ async def httpx_throughput(
         "statuses": dict(statuses),
         "first_error": first_error[0] if first_error else None,
         "rps": ok / wall,
-        "latency_ms": {
-            f"p{p}": ordered[min(len(ordered) - 1, len(ordered) * p // 100)] for p in (50, 99)
-        }
-        if ordered
-        else {},
+        "latency_ms": client_latency(times),
         "client_cpu": (time.process_time() - cpu_before) / wall,
         "server_cpu": server_cpu / wall,
         "server_cpu_ms_per_request": server_cpu * 1000 / max(1, len(times)),

@@ -47,59 +47,56 @@ import html
 import itertools
 import os
 import re
-import resource
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-import orjson
-import psutil
 from bench_queries import (
     DEPTH,
     DEPTH_RATIO,
     EXPIRING_WITHIN_DAYS,
-    HEAVY_USER,
     MIN_IMPORTANCE,
     PAGE,
-    REPO,
-    BenchError,
     Case,
+    alternating,
+    namespace_prefix,
+)
+from bench_queries import Bench as ServiceBench
+from common import (
+    HEAVY_USER,
+    BenchError,
     Fetch,
     Params,
     Raw,
-    RawPostgres,
-    RawSqlite,
     Side,
-    add_dataset_options,
-    alternating,
+    children_cpu,
     choose_params,
-    dataset,
-    describe,
-    namespace_prefix,
-    postgres_database,
-    sqlite_database,
+    client_latency,
     timed,
+    wrk_latency,
+    wrk_seconds,
 )
-from bench_queries import Bench as ServiceBench
+from harness import (
+    Server,
+    free_port,
+    memory_admin_command,
+    run_main,
+    running_server,
+    server_env,
+)
 
 from webapp.db import Database, create_engine
 from webapp.settings import Settings
 
-RESULTS = REPO / "bench" / "results"
-AUTO = Path("auto")  # --json without a file name: a timestamped file under RESULTS
 ADMIN = "benchadmin"
 PASSWORD = "bench-http-password"  # a throwaway database's admin; reused runs log in with it
 LIST_P95_MS = 30.0
@@ -144,25 +141,10 @@ end
 # --- the server --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def server_env(url: str, secret: str) -> dict[str, str]:
-    """The environment of the app and of memory-admin for the database at url."""
-    return {**os.environ, "DATABASE_URL": url, "SECRET_KEY": secret}
-
-
 def create_admin(env: dict[str, str]) -> None:
     """`memory-admin createuser benchadmin --admin` (a reused database may already have it)."""
-    exe = Path(sys.executable).with_name("memory-admin")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "webapp.cli"]
     proc = subprocess.run(
-        [*command, "createuser", ADMIN, "--admin", "--password-stdin"],
+        [*memory_admin_command(), "createuser", ADMIN, "--admin", "--password-stdin"],
         env=env,
         input=PASSWORD + "\n",
         capture_output=True,
@@ -170,79 +152,6 @@ def create_admin(env: dict[str, str]) -> None:
     )
     if proc.returncode != 0 and "exist" not in proc.stderr.lower():
         raise BenchError(f"memory-admin createuser failed: {proc.stderr.strip()}")
-
-
-@dataclass
-class Server:
-    """A running uvicorn with one worker, and where its log goes."""
-
-    proc: subprocess.Popen[bytes]
-    base_url: str
-    log: Path
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU the server (and any child) has used so far."""
-        process = psutil.Process(self.proc.pid)
-        total = 0.0
-        for each in [process, *process.children(recursive=True)]:
-            times = each.cpu_times()
-            total += times.user + times.system
-        return total
-
-    def log_problems(self) -> list[str]:
-        """Lines of the server's log that report errors (tracebacks, 5xx)."""
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return [line for line in text.splitlines() if re.search(r"Traceback|ERROR|Exception", line)]
-
-
-@contextmanager
-def running_server(url: str, secret: str, port: int, log_dir: Path) -> Iterator[Server]:
-    """Start uvicorn on url's database, wait until /healthz answers, stop it afterwards."""
-    log = log_dir / f"uvicorn-{port}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "webapp.main:create_app",
-        "--factory",
-        "--workers",
-        "1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            command, env=server_env(url, secret), cwd=REPO, stdout=out, stderr=subprocess.STDOUT
-        )
-    server = Server(proc, f"http://127.0.0.1:{port}", log)
-    try:
-        wait_ready(server)
-        yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def wait_ready(server: Server, timeout: float = 60.0) -> None:
-    """Poll /healthz until it answers 200; BenchError with the log if the server dies."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            tail = server.log.read_text(errors="replace")[-2000:]
-            raise BenchError(f"uvicorn exited with {server.proc.returncode}:\n{tail}")
-        try:
-            if httpx.get(server.base_url + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise BenchError(f"uvicorn did not answer /healthz within {timeout:.0f} s")
 
 
 # --- the client --------------------------------------------------------------------------
@@ -491,12 +400,6 @@ async def measure(probe: Probe, *, runs: int, warmup: int) -> None:
 # --- throughput --------------------------------------------------------------------------
 
 
-def children_cpu() -> float:
-    """CPU seconds used so far by this process's finished, waited-for children."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def wrk_throughput(
     server: Server, url: str, cookie: str, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -529,13 +432,9 @@ def wrk_throughput(
     client_cpu, server_cpu = children_cpu() - cpu_before, server.cpu_seconds() - server_before
     out = proc.stdout
     counts = re.search(r"BENCH ok=(\d+) other=(\d+)", out)
-    took = re.search(r"requests in ([\d.]+)(ms|s|m)\b", out)
-    seconds = float(took.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[took.group(2)] if took else wall
+    seconds = wrk_seconds(out, wall)
     ok, other = (int(counts.group(1)), int(counts.group(2))) if counts else (0, 0)
-    latency = {
-        f"p{p}": wrk_ms(value, unit)
-        for p, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)", out, re.M)
-    }
+    latency = wrk_latency(out)
     return {
         "client": "wrk",
         "seconds": seconds,
@@ -547,11 +446,6 @@ def wrk_throughput(
         "server_cpu": server_cpu / wall,
         "server_cpu_ms_per_request": server_cpu * 1000 / max(1, ok + other),
     }
-
-
-def wrk_ms(value: str, unit: str) -> float:
-    """A wrk latency (us, ms or s) in ms."""
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
 async def httpx_throughput(
@@ -579,18 +473,13 @@ async def httpx_throughput(
     await asyncio.gather(*(worker(start + args.duration) for _ in range(args.concurrency)))
     wall = time.perf_counter() - start
     server_cpu = server.cpu_seconds() - server_before
-    ordered = sorted(times)
     return {
         "client": "httpx",
         "seconds": wall,
         "ok": ok,
         "other": other,
         "rps": ok / wall,
-        "latency_ms": {
-            f"p{p}": ordered[min(len(ordered) - 1, len(ordered) * p // 100)] for p in (50, 99)
-        }
-        if ordered
-        else {},
+        "latency_ms": client_latency(times),
         "client_cpu": (time.process_time() - cpu_before) / wall,
         "server_cpu": server_cpu / wall,
         "server_cpu_ms_per_request": server_cpu * 1000 / max(1, ok + other),
@@ -875,63 +764,6 @@ def bench_database(
     return result
 
 
-BenchOne = Callable[[str, str, Callable[[], Awaitable[Raw]], argparse.Namespace, Path], dict]
-"""Bench one database: (name, URL, the floor's driver, options, log folder) -> results."""
-
-
-def run_main(
-    doc: str,
-    kind: str,
-    bench: BenchOne,
-    report: Callable[[list[dict[str, Any]]], None],
-    meta: Callable[[argparse.Namespace], dict[str, Any]],
-) -> None:
-    """A server benchmark's command line: parse the options, get each database (reused
-    or loaded), bench it, print the report, write --json (bench/results/KIND-<time>.json
-    by default). Shared by bench_http.py and bench_api.py."""
-    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    parser.add_argument("--only", choices=["sqlite", "postgresql"], help="one database only")
-    add_dataset_options(parser)
-    parser.add_argument("--duration", type=int, default=10, help="seconds of the throughput run")
-    parser.add_argument("--concurrency", type=int, default=4, help="clients in the throughput run")
-    parser.add_argument("--port", type=int, help="the server's port (default: a free one)")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        nargs="?",
-        const=AUTO,
-        metavar="OUT",
-        help=f"also write the numbers (default file: bench/results/{kind}-<time>.json)",
-    )
-    args = parser.parse_args()
-    if args.runs < 1 or args.warmup < 0 or args.duration < 1 or args.concurrency < 1:
-        parser.error("--runs, --duration and --concurrency must be at least 1, --warmup 0")
-
-    results = []
-    with tempfile.TemporaryDirectory(prefix=f"ma-bench-{kind}-") as tmp:
-        data = dataset(args, Path(tmp))
-        for name in ("sqlite", "postgresql"):
-            if args.only not in (None, name):
-                continue
-            try:
-                results.append(one_database(name, args, data, Path(tmp), bench))
-            except Exception as exc:  # report it and go on with the other database
-                print(f"{name}: {describe(exc)}", file=sys.stderr, flush=True)
-
-    report(results)
-    if args.json is not None:
-        out = args.json
-        if out == AUTO:
-            stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-            out = RESULTS / f"{kind}-{stamp}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        document = {**meta(args), "databases": results}
-        out.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
-        print(f"\nwrote {out}")
-    if not results:
-        raise SystemExit(1)
-
-
 def main() -> None:
     """The admin app's pages over HTTP."""
     run_main(
@@ -941,28 +773,6 @@ def main() -> None:
         print_report,
         lambda args: {"runs": args.runs, "warmup": args.warmup, "page": PAGE},
     )
-
-
-def one_database(
-    name: str, args: argparse.Namespace, data: Callable[[], Path], tmp: Path, bench: BenchOne
-) -> dict[str, Any]:
-    """Get the database (reused or loaded) and bench it with bench."""
-    if name == "sqlite":
-        with sqlite_database(args, data) as path:
-            url = f"sqlite+aiosqlite:///{path.resolve()}"
-
-            async def sqlite_raw() -> Raw:
-                """The floor's sqlite3 connection."""
-                return RawSqlite(path)
-
-            return bench(name, url, sqlite_raw, args, tmp)
-    with postgres_database(args, data) as url:
-
-        async def postgres_raw() -> Raw:
-            """The floor's asyncpg connection."""
-            return await RawPostgres.connect(url.replace("+asyncpg", ""))
-
-        return bench(name, url, postgres_raw, args, tmp)
 
 
 if __name__ == "__main__":

@@ -33,10 +33,9 @@ from typing import Any
 import asyncpg
 import orjson
 import psutil
+from common import DEFAULT_PG, GEN
+from harness import memory_admin_command, pg_admin
 
-REPO = Path(__file__).resolve().parent.parent
-GEN = REPO.parent / "shared" / "tools" / "gen_memories.py"
-DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 COLUMNS = (
     "user_id namespace key content tags importance access_count last_accessed_at "
     "expires_at is_deleted deleted_at created_at updated_at"
@@ -45,9 +44,7 @@ COLUMNS = (
 
 def memory_admin(env: dict[str, str], *args: str, **kwargs: object) -> subprocess.Popen[bytes]:
     """Start the installed memory-admin command (the venv's, beside this Python)."""
-    exe = Path(sys.executable).with_name("memory-admin")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "webapp.cli"]
-    return subprocess.Popen([*command, *args], env=env, **kwargs)  # type: ignore[call-overload]
+    return subprocess.Popen([*memory_admin_command(), *args], env=env, **kwargs)  # type: ignore[call-overload]
 
 
 def run_migrate(env: dict[str, str]) -> None:
@@ -198,18 +195,6 @@ async def floor_postgres(dsn: str, data: Path) -> float:
     return seconds
 
 
-async def pg_create(admin_url: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_url.replace("+asyncpg", ""))
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-
-
-async def pg_drop(admin_url: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_url.replace("+asyncpg", ""))
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.close()
-
-
 def seed_one_row(env: dict[str, str], workdir: Path) -> None:
     """Import one memory first, so the timed import keeps every index up to date row by row
     (into an empty table it drops the secondary indexes and builds them at the end)."""
@@ -247,7 +232,7 @@ def bench_postgres(
     results: dict[str, object] = {"db": "postgresql"}
     for label in ("floor", "import"):
         name = f"ma_bench_{label}_{uuid.uuid4().hex[:8]}"
-        asyncio.run(pg_create(admin_url, name))
+        asyncio.run(pg_admin(admin_url, f'CREATE DATABASE "{name}"'))
         url = admin_url.rsplit("/", 1)[0] + "/" + name
         env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "bench"}
         try:
@@ -260,7 +245,7 @@ def bench_postgres(
                 seconds, peak, summary = timed_import(env, data)
                 results.update(import_s=seconds, peak=peak, summary=summary)
         finally:
-            asyncio.run(pg_drop(admin_url, name))
+            asyncio.run(pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     return results
 
 

@@ -37,28 +37,31 @@ import argparse
 import asyncio
 import inspect
 import itertools
-import os
-import random
-import re
 import secrets
-import shutil
-import sqlite3
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import uuid
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import asyncpg
 import orjson
+from common import (
+    HEAVY_USER,
+    BenchError,
+    Fetch,
+    Params,
+    Raw,
+    RawPostgres,
+    RawSqlite,
+    Side,
+    choose_params,
+    describe,
+    failing,
+    timed,
+)
+from harness import add_dataset_options, dataset, postgres_database, sqlite_database
 
 from webapp.db import Database, create_engine
 from webapp.models import BrowseQuery, MemoryUpdate
@@ -70,14 +73,8 @@ from webapp.services.stats import EXPIRING_SOON_DAYS, LIST_SIZE, dashboard
 from webapp.services.users import list_users
 from webapp.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
-GEN = REPO.parent / "shared" / "tools" / "gen_memories.py"
-DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-HEAVY_USER = "user-00001"
 PAGE = 50
 DEPTH = 199  # cursors followed to reach page 200
-SAMPLE = 20_000  # rows sampled to pick the word and the tag
-TARGET_SHARE = 0.02
 P95_BUDGET_MS = 20.0
 DEPTH_RATIO = 1.2
 MIN_IMPORTANCE = 0.9  # F4
@@ -85,121 +82,8 @@ EXPIRING_WITHIN_DAYS = 7  # F5
 USERS_LIMIT: int = inspect.signature(list_users).parameters["limit"].default
 """How many users the /users page lists (list_users's default, which the page uses)."""
 
-Fetch = Callable[[], Awaitable[list[int]]]
-
-
-class BenchError(Exception):
-    """A database could not be prepared; the other one still runs."""
-
 
 # --- raw drivers -------------------------------------------------------------------------
-
-
-class Raw(Protocol):
-    """The floor's connection: SQL with ? placeholders, rows indexable by column name."""
-
-    dialect: str
-
-    def now(self) -> Any: ...
-
-    def stamp(self, moment: datetime) -> Any: ...
-
-    async def fetch(self, sql: str, *params: Any) -> list[Any]: ...
-
-    async def write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]: ...
-
-    async def close(self) -> None: ...
-
-
-class RawSqlite:
-    """sqlite3 on the file, with the app's pragmas; autocommit, explicit transactions."""
-
-    dialect = "sqlite"
-
-    def __init__(self, path: Path) -> None:
-        self.conn = sqlite3.connect(path, isolation_level=None)
-        self.conn.row_factory = sqlite3.Row
-        for pragma in (
-            "journal_mode=WAL",
-            "busy_timeout=10000",
-            "foreign_keys=ON",
-            "synchronous=NORMAL",
-        ):
-            self.conn.execute(f"PRAGMA {pragma}")
-
-    def now(self) -> str:
-        """The current time as the app stores it in SQLite (UTC text)."""
-        return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-    def stamp(self, moment: datetime) -> str:
-        """An aware UTC time as the app stores it in SQLite."""
-        return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
-
-    async def fetch(self, sql: str, *params: Any) -> list[Any]:
-        """Every row of a query."""
-        return self.conn.execute(sql, params).fetchall()
-
-    async def write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
-        """Run statements in one BEGIN IMMEDIATE transaction; their row counts."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            counts = [self.conn.execute(sql, params).rowcount for sql, params in statements]
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
-        return counts
-
-    async def close(self) -> None:
-        """Close the connection."""
-        self.conn.close()
-
-
-class RawPostgres:
-    """One asyncpg connection with the app's server settings (jit off, UTC)."""
-
-    dialect = "postgresql"
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self.conn = conn
-        self._sql: dict[str, str] = {}
-
-    @classmethod
-    async def connect(cls, dsn: str) -> RawPostgres:
-        """Connect to dsn (a plain postgresql:// URL)."""
-        conn = await asyncpg.connect(dsn, server_settings={"jit": "off", "timezone": "UTC"})
-        return cls(conn)
-
-    def now(self) -> datetime:
-        """The current time, aware UTC."""
-        return datetime.now(UTC)
-
-    def stamp(self, moment: datetime) -> datetime:
-        """An aware UTC time, as asyncpg takes it."""
-        return moment
-
-    def _numbered(self, sql: str) -> str:
-        if sql not in self._sql:
-            numbers = iter(range(1, sql.count("?") + 1))
-            self._sql[sql] = re.sub(r"\?", lambda _: f"${next(numbers)}", sql)
-        return self._sql[sql]
-
-    async def fetch(self, sql: str, *params: Any) -> list[Any]:
-        """Every row of a query (a prepared statement, cached by asyncpg)."""
-        return list(await self.conn.fetch(self._numbered(sql), *params))
-
-    async def write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
-        """Run statements in one transaction; their row counts."""
-        counts = []
-        async with self.conn.transaction():
-            for sql, params in statements:
-                status = await self.conn.execute(self._numbered(sql), *params)
-                counts.append(int(status.rsplit(" ", 1)[-1]))
-        return counts
-
-    async def close(self) -> None:
-        """Close the connection."""
-        await self.conn.close()
 
 
 # --- the floor's SQL ---------------------------------------------------------------------
@@ -317,28 +201,6 @@ def floor_sql(dialect: str) -> dict[str, str]:
 
 
 @dataclass
-class Side:
-    """The timings of one side (ours or the floor) of a query, or why it failed."""
-
-    times_ms: list[float] = field(default_factory=list)
-    ids: list[int] | None = None
-    error: str | None = None
-
-    @property
-    def median(self) -> float | None:
-        """Median of the timed runs, in ms."""
-        return statistics.median(self.times_ms) if self.times_ms else None
-
-    @property
-    def p95(self) -> float | None:
-        """95th percentile (nearest rank) of the timed runs, in ms."""
-        if not self.times_ms:
-            return None
-        ordered = sorted(self.times_ms)
-        return ordered[max(0, -(-95 * len(ordered) // 100) - 1)]
-
-
-@dataclass
 class Case:
     """One query: the service call and its floor, each returning the ids it fetched."""
 
@@ -351,38 +213,6 @@ class Case:
     ours_side: Side = field(default_factory=Side)
     floor_side: Side = field(default_factory=Side)
     ids_match: bool | None = None
-
-
-def failing(exc: BaseException) -> Fetch:
-    """A Fetch that raises exc: the query could not be set up."""
-
-    async def fetch() -> list[int]:
-        raise exc
-
-    return fetch
-
-
-def describe(exc: BaseException) -> str:
-    """An error as one short line."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:160]
-
-
-async def timed(fetch: Fetch, side: Side, record: bool) -> None:
-    """Run fetch once; keep its time (if record) and its first ids; note a failure."""
-    if side.error is not None:
-        return
-    start = time.perf_counter()
-    try:
-        ids = await fetch()
-    except Exception as exc:
-        side.error = describe(exc)
-        return
-    elapsed = (time.perf_counter() - start) * 1000
-    if side.ids is None:
-        side.ids = ids
-    if record:
-        side.times_ms.append(elapsed)
 
 
 async def measure(case: Case, *, runs: int, warmup: int) -> None:
@@ -402,79 +232,6 @@ async def measure(case: Case, *, runs: int, warmup: int) -> None:
 
 
 # --- choosing the parameters -------------------------------------------------------------
-
-
-@dataclass
-class Params:
-    """What the queries look for, chosen from the data at startup."""
-
-    rows: int
-    user_id: int
-    namespace: str
-    word: str
-    word_share: float
-    tag: str
-    tag_share: float
-    get_ids: list[int]
-    write_ids: tuple[int, int]  # ours, the floor's
-
-
-def nearest_share(counts: Counter[str], total: int) -> tuple[str, float]:
-    """The key whose share of total is nearest TARGET_SHARE (ties: alphabetical)."""
-    if not counts:
-        raise BenchError("no candidates in the sample")
-    best = min(counts, key=lambda k: (abs(counts[k] / total - TARGET_SHARE), k))
-    return best, counts[best] / total
-
-
-async def choose_params(raw: Raw, needed: int) -> Params:
-    """The heaviest user and namespace, a ~2% word and tag, ids to get and to edit."""
-    rows = (await raw.fetch("SELECT count(*) AS n FROM long_term_memory"))[0]["n"]
-    users = await raw.fetch("SELECT id FROM users WHERE username = ?", HEAVY_USER)
-    if not rows or not users:
-        raise BenchError(f"the database has no memories or no {HEAVY_USER}; is it imported?")
-    user_id = users[0]["id"]
-    namespace = (
-        await raw.fetch(
-            "SELECT namespace, count(*) AS n FROM long_term_memory WHERE user_id = ?"
-            " GROUP BY namespace ORDER BY n DESC, namespace LIMIT 1",
-            user_id,
-        )
-    )[0]["namespace"]
-    top = (await raw.fetch("SELECT max(id) AS n FROM long_term_memory"))[0]["n"]
-    step = max(1, top // SAMPLE)
-    wanted = list(range(step, top + 1, step))[:SAMPLE]
-    sample: list[Any] = []
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        sample += await raw.fetch(
-            'SELECT id, "key", content, tags, is_deleted FROM long_term_memory'
-            f" WHERE id IN ({', '.join('?' * len(chunk))})",
-            *chunk,
-        )
-    words: Counter[str] = Counter()
-    tags: Counter[str] = Counter()
-    for row in sample:
-        words.update(set(re.findall(r"[a-z]{4,}", f"{row['key']} {row['content']}".lower())))
-        tags.update(set(orjson.loads(row["tags"])))
-    word, word_share = nearest_share(words, len(sample))
-    tag, tag_share = nearest_share(tags, len(sample))
-    live = [row["id"] for row in sample if not row["is_deleted"]]
-    if len(live) < 3:
-        raise BenchError("too few memories to benchmark")
-    rng = random.Random(20261124)
-    get_ids = [rng.choice(live[:-2]) for _ in range(needed)]
-    return Params(
-        rows=rows,
-        user_id=user_id,
-        namespace=namespace,
-        word=word,
-        word_share=word_share,
-        tag=tag,
-        tag_share=tag_share,
-        get_ids=get_ids,
-        write_ids=(live[-1], live[-2]),
-    )
 
 
 # --- the queries -------------------------------------------------------------------------
@@ -866,62 +623,11 @@ def print_report(results: list[dict[str, Any]]) -> None:
 # --- databases ---------------------------------------------------------------------------
 
 
-def memory_admin(env: dict[str, str], *args: str) -> str:
-    """Run the installed memory-admin command (the venv's, beside this Python); its output."""
-    exe = Path(sys.executable).with_name("memory-admin")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "webapp.cli"]
-    proc = subprocess.run([*command, *args], env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BenchError(f"memory-admin {args[0]} failed: {proc.stderr.strip()}")
-    return proc.stdout.strip()
-
-
-def load(url: str, data: Path) -> None:
-    """Migrate a fresh database and import data into it, as a user would."""
-    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "bench"}
-    memory_admin(env, "migrate")
-    start = time.perf_counter()
-    summary = memory_admin(env, "import", str(data))
-    print(f"  {summary} [{time.perf_counter() - start:.0f} s in all]", flush=True)
-
-
-@contextmanager
-def sqlite_database(args: argparse.Namespace, data: Callable[[], Path]) -> Iterator[Path]:
-    """The SQLite file of --sqlite-path, or a fresh loaded one (removed afterwards unless
-    --keep)."""
-    path: Path = args.sqlite_path
-    made: Path | None = None
-    if path is None:
-        made = Path(tempfile.mkdtemp(prefix="ma-bench-queries-"))
-        path = made / "memories.db"
-        source = data()
-        print(f"sqlite: loading {path} ...", flush=True)
-        load(f"sqlite+aiosqlite:///{path}", source)
-    elif not path.exists():
-        raise BenchError(f"no such file: {path}")
-    try:
-        yield path
-    finally:
-        if made is not None and args.keep:
-            print(f"kept the SQLite database: --sqlite-path {path}")
-        elif made is not None:
-            shutil.rmtree(made, ignore_errors=True)
-
-
 def bench_sqlite(args: argparse.Namespace, data: Callable[[], Path]) -> dict[str, Any]:
     """The given SQLite file, or a fresh one (removed afterwards unless --keep)."""
     with sqlite_database(args, data) as path:
         url = f"sqlite+aiosqlite:///{path.resolve()}"
         return asyncio.run(run_queries("sqlite", url, RawSqlite(path), args))
-
-
-async def pg_admin(admin_url: str, statement: str) -> None:
-    """Run one statement (CREATE or DROP DATABASE) on the server's admin database."""
-    conn = await asyncpg.connect(admin_url.replace("+asyncpg", ""))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 async def pg_run(url: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -930,74 +636,10 @@ async def pg_run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     return await run_queries("postgresql", url, raw, args)
 
 
-@contextmanager
-def postgres_database(args: argparse.Namespace, data: Callable[[], Path]) -> Iterator[str]:
-    """The database of --postgres-url, or a fresh loaded one (dropped afterwards unless
-    --keep), as a postgresql+asyncpg:// URL."""
-    if args.postgres_url:
-        yield args.postgres_url.replace("postgresql://", "postgresql+asyncpg://", 1)
-        return
-    name = f"ma_bench_q_{uuid.uuid4().hex[:8]}"
-    url = args.postgres_admin_url.rsplit("/", 1)[0] + "/" + name
-    source = data()
-    asyncio.run(pg_admin(args.postgres_admin_url, f'CREATE DATABASE "{name}"'))
-    try:
-        print(f"postgresql: loading database {name} ...", flush=True)
-        load(url, source)
-        yield url
-    finally:
-        if args.keep:
-            print(f"kept the PostgreSQL database: --postgres-url {url}")
-        else:
-            asyncio.run(pg_admin(args.postgres_admin_url, f'DROP DATABASE "{name}" WITH (FORCE)'))
-
-
 def bench_postgres(args: argparse.Namespace, data: Callable[[], Path]) -> dict[str, Any]:
     """The given PostgreSQL database, or a fresh one (dropped afterwards unless --keep)."""
     with postgres_database(args, data) as url:
         return asyncio.run(pg_run(url, args))
-
-
-def dataset(args: argparse.Namespace, tmp: Path) -> Callable[[], Path]:
-    """A function giving the JSON Lines to load: --file, or --rows generated once into tmp."""
-    generated: list[Path] = []
-
-    def data() -> Path:
-        """The file to load (generated on first use)."""
-        if args.file is not None:
-            return Path(args.file)
-        if not generated:
-            generated.append(tmp / "memories.jsonl")
-            print(f"generating {args.rows:,} rows with {GEN.name} ...", flush=True)
-            with generated[0].open("wb") as out:
-                subprocess.run(
-                    [sys.executable, str(GEN), "--memories", str(args.rows)],
-                    stdout=out,
-                    check=True,
-                )
-        return generated[0]
-
-    return data
-
-
-def add_dataset_options(parser: argparse.ArgumentParser) -> None:
-    """The options both benchmarks take: the data set, databases to reuse or keep, runs."""
-    parser.add_argument("--file", type=Path, help="JSON Lines to import (default: generate)")
-    parser.add_argument("--rows", type=int, default=1_000_000, help="rows to generate")
-    parser.add_argument(
-        "--sqlite-path", type=Path, help="an already migrated and imported SQLite file to reuse"
-    )
-    parser.add_argument(
-        "--postgres-url", help="an already migrated and imported PostgreSQL database to reuse"
-    )
-    parser.add_argument(
-        "--postgres-admin-url",
-        default=os.environ.get("TEST_POSTGRES_URL", DEFAULT_PG),
-        help="the server to create a fresh database on (default: TEST_POSTGRES_URL or %(default)s)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the databases this run made")
-    parser.add_argument("--runs", type=int, default=30, help="timed runs per query or request")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")
 
 
 def main() -> None:

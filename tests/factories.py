@@ -6,9 +6,11 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from webapp.models import LongTermMemory, MemoryCreate, User
+from webapp.db import Database
+from webapp.models import ApiToken, LongTermMemory, MemoryCreate, User
+from webapp.services.tokens import create_token
 from webapp.services.users import hash_password
 from webapp.types import utcnow
 
@@ -125,3 +127,10 @@ async def make_memories_for_filters(session: AsyncSession, user: User) -> None:
         access_count=4,
         last_accessed_at=now,
     )
+
+
+async def make_token(session: AsyncSession, *, user: User, name: str) -> tuple[ApiToken, str]:
+    """An API token of user (through the service, on the session's database) and its secret."""
+    engine = session.bind
+    assert isinstance(engine, AsyncEngine)
+    return await create_token(Database(engine), user=user, name=name)

@@ -12,10 +12,9 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.factories import make_memory, make_user
+from tests.factories import make_memory, make_token, make_user
 from tests.web_support import Visitor, asgi_clients, parse
 from webapp.models import LongTermMemory
-from webapp.services.tokens import create_token
 
 # The bodies below are JSON text with a lone surrogate as JSON writes it (\ud800): valid
 # JSON, but not valid UTF-8 once decoded.
@@ -25,7 +24,7 @@ from webapp.services.tokens import create_token
 async def agent(app: FastAPI, session: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
     """ann's API client (bearer token) on /api/v1."""
     user = await make_user(session, username="ann")
-    _token, secret = await create_token(session, user=user, name="agent")
+    _token, secret = await make_token(session, user=user, name="agent")
     base_url = "http://testserver/api/v1"
     async with asgi_clients(app, address="203.0.113.9", base_url=base_url) as opener:
         yield opener(Authorization=f"Bearer {secret}")

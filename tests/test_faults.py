@@ -30,13 +30,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.conftest import _asyncpg_dsn, postgres_admin_url
-from tests.factories import make_memory, make_user
+from tests.factories import make_memory, make_token, make_user
 from tests.web_support import Visitor, parse
 from webapp.db import create_sessionmaker
 from webapp.db_errors import is_unavailable
 from webapp.main import create_app
 from webapp.models import LongTermMemory
-from webapp.services.tokens import create_token
 from webapp.settings import Settings
 
 STORM_SECONDS = 8.0
@@ -124,7 +123,7 @@ class Agent:
 async def make_agent(session: AsyncSession, *, memories: int) -> Agent:
     """A user with an API token and `memories` memories."""
     user = await make_user(session)
-    _token, secret = await create_token(session, user=user, name="agent")
+    _token, secret = await make_token(session, user=user, name="agent")
     ids = []
     for number in range(memories):
         memory = await make_memory(session, user=user, key=f"m{number}")
