@@ -24,6 +24,7 @@ from webapp.services.auth import SessionUser, session_user
 from webapp.services.cursors import CursorSigner
 from webapp.services.principal import Principal
 from webapp.settings import Settings
+from webapp.web.forms import form_fields
 
 SESSION_COOKIE = "ma_session"
 LOGIN_CSRF_COOKIE = "ma_login_csrf"
@@ -133,8 +134,7 @@ async def submitted_csrf_token(request: Request) -> str:
         return header
     content_type = request.headers.get("content-type", "")
     if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-        value = (await request.form()).get(CSRF_FIELD)
-        return value if isinstance(value, str) else ""
+        return (await form_fields(request)).get(CSRF_FIELD, "")
     return ""
 
 

@@ -24,6 +24,7 @@ from webapp.web.deps import (
     memory_id_from_text,
 )
 from webapp.web.filters import url_with
+from webapp.web.forms import form_fields, form_list
 from webapp.web.memories import list_page
 from webapp.web.render import is_htmx, redirect, render
 
@@ -90,10 +91,10 @@ async def restore_from_trash(
     visitor: CheckedVisitor,
 ) -> Response:
     """Restore the chosen memories (one or many), all or none."""
-    form = await request.form()
-    only = form.get("only")
-    chosen = [only] if isinstance(only, str) and only else form.getlist("id")
-    ids = [memory_id_from_text(value) for value in chosen if isinstance(value, str) and value]
+    form = await form_fields(request)
+    only = form.get("only", "")
+    chosen = [only] if only else await form_list(request, "id")
+    ids = [memory_id_from_text(value) for value in chosen if value]
     if not ids:
         message = "Select the memories to restore."
     else:
@@ -103,12 +104,8 @@ async def restore_from_trash(
         message = f"Restored {result.changed} memor{'y' if result.changed == 1 else 'ies'}."
     if is_htmx(request):
         return await _trash_page(request, db, settings, signer, visitor, status_message=message)
-    back = form.get("next")
-    return redirect(
-        request,
-        back if isinstance(back, str) and back.startswith("/trash") else "/trash",
-        message=message,
-    )
+    back = form.get("next", "")
+    return redirect(request, back if back.startswith("/trash") else "/trash", message=message)
 
 
 @router.get("/trash/purge", name="confirm_purge")
@@ -124,9 +121,8 @@ async def confirm_purge(
 @router.post("/trash/purge", name="purge_trash")
 async def purge_trash(request: Request, db: DatabaseDep, visitor: CheckedAdmin) -> Response:
     """Remove every memory in Trash (of one user, if named) for good; needs the confirmation."""
-    form = await request.form()
-    user = form.get("user")
-    user = user if isinstance(user, str) and user else None
+    form = await form_fields(request)
+    user = form.get("user") or None
     if form.get("confirm") != "yes":
         return redirect(request, _with_user("/trash/purge", user))
     user_id = await _user_id(db, visitor, user)
