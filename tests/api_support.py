@@ -46,7 +46,7 @@ MEMORY_FIELDS = {
     "created_at",
     "updated_at",
 }
-"""SPEC 5: memories are JSON objects with the model's field names."""
+"""Memories are JSON objects with the model's field names."""
 PAGE_FIELDS = {"items", "next_cursor", "prev_cursor", "count", "count_capped"}
 SCORE_PARTS = {"text", "importance", "recency", "access"}
 

@@ -185,7 +185,7 @@ BAD_PUT_BODIES: list[tuple[str, Any]] = [
     "body", [body for _, body in BAD_PUT_BODIES], ids=[name for name, _ in BAD_PUT_BODIES]
 )
 async def test_bad_put_bodies_write_nothing(db: AsyncEngine, ann: Agent, body: Any) -> None:
-    """A body that breaks a SPEC 1 rule is a 4xx JSON error, on the create and the update
+    """A body that breaks a field rule is a 4xx JSON error, on the create and the update
     path alike, and the database is exactly as it was."""
     existing = await ann.client.put("/memories", json=memory(content="original"))
     assert existing.status_code == 201
@@ -206,7 +206,7 @@ async def test_bad_put_bodies_write_nothing(db: AsyncEngine, ann: Agent, body: A
 
 
 async def test_a_body_over_the_size_limit_is_413(db: AsyncEngine, ann: Agent) -> None:
-    """SPEC 5: a request body over the limit is a 413 JSON error, refused before it is read."""
+    """A request body over the limit is a 413 JSON error, refused before it is read."""
     response = await ann.client.put("/memories", json=memory(content="x" * (2 * 1024 * 1024)))
     assert_error(response, 413)
     assert await everything(db) == ([], [])

@@ -143,7 +143,7 @@ async def filterable(session: AsyncSession, ann: Agent, bob: Agent) -> None:
 async def test_list_filters(
     filterable: None, ann: Agent, params: dict[str, Any], expected: list[str]
 ) -> None:
-    """Each SPEC 3 filter narrows the list to the memories it names (and only Ann's)."""
+    """Each browse filter narrows the list to the memories it names (and only Ann's)."""
     response = await ann.client.get("/memories", params=params)
     assert sorted(keys(response)) == expected
     assert response.json()["count"] == len(expected)

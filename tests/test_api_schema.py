@@ -1,4 +1,4 @@
-"""Schemathesis against the JSON API (SPEC 5), on SQLite and on PostgreSQL.
+"""Schemathesis against the JSON API, on SQLite and on PostgreSQL.
 
 Every operation of /api/v1/openapi.json is called with data generated from the schema,
 valid (positive) and invalid (negative), in schemathesis's coverage phase (boundary values
@@ -94,7 +94,7 @@ CHECKS = [
     schemathesis.checks.ignored_auth,
 ]
 """What every response is checked for. Not positive_data_acceptance: the schema does not
-state every rule of SPEC 1 (importance in [0, 1], namespace syntax, non-empty key...),
+state every field rule (importance in [0, 1], namespace syntax, non-empty key...),
 so valid-looking data is rightly refused with a 422."""
 
 _memories = LongTermMemory.__table__  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""The admin app in a real browser: what a person sees and does (SPEC 4, issue 4 points 6-7).
+"""The admin app in a real browser: what a person sees and does (issue 4 points 6-7).
 
 Each test runs once per backend against the live server; data goes in through `app_data`
 and, where it matters, is read back through the service layer after the browser is done.

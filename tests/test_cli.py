@@ -46,7 +46,7 @@ def by_identity(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[s
 
 
 def state_of(row: dict[str, Any], now: str) -> str:
-    """SPEC 1 state of an exported or generated row."""
+    """The state of an exported or generated row (deleted wins over expired)."""
     if row["is_deleted"]:
         return "deleted"
     if row["expires_at"] is not None and row["expires_at"] <= now:

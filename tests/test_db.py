@@ -1,4 +1,4 @@
-"""The database layer (SPEC 2): engine settings per dialect, sessions, write transactions."""
+"""The database layer: engine settings per dialect, sessions, write transactions."""
 
 from __future__ import annotations
 
@@ -439,7 +439,7 @@ async def test_sessions_do_not_expire_on_commit(db: AsyncEngine) -> None:
 
 
 async def test_postgres_pool(settings: Settings, engine: AsyncEngine) -> None:
-    """PostgreSQL pool: 10 connections, 20 overflow, pre-ping (SPEC 2)."""
+    """PostgreSQL pool: 10 connections, 20 overflow, pre-ping."""
     require(settings, "postgresql")
     pool: Any = engine.pool
     assert pool.size() == 10

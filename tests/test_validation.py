@@ -1,4 +1,4 @@
-"""The SPEC 1 field rules, through the pydantic schemas and the plain validation functions."""
+"""The field rules, through the pydantic schemas and the plain validation functions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Async engines and sessions for SQLite and PostgreSQL, with the settings SPEC 2 asks for."""
+"""Async engines and sessions for SQLite and PostgreSQL: pool, pragmas, write transactions."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Which database errors mean "unavailable": a lost connection, a refused or timed-out one.
 
-SPEC 2 answers those with a 503 and a clear message (webapp.main), and the pool must never
+Those are answered with a 503 and a clear message (webapp.main), and the pool must never
 hand a broken connection out again. Anything else (a constraint, a bad statement) is a bug
 or a conflict, and keeps its own handling.
 """
@@ -59,7 +59,7 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
 
 
 def is_unavailable(error: BaseException) -> bool:
-    """True when error means the database cannot serve now (SPEC 2: a 503, retry later):
+    """True when error means the database cannot serve now (a 503: retry later):
     unreachable, locked (SQLite), out of pooled connections, or the connection was lost."""
     if isinstance(error, OperationalError | PoolTimeout | OSError):
         return True

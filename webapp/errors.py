@@ -24,7 +24,7 @@ class Conflict(MemoryAdminError):
 
 
 class InvalidInput(MemoryAdminError):
-    """A value breaks a rule of SPEC 1 or a filter is malformed."""
+    """A value breaks a field rule (validation.py) or a filter is malformed."""
 
     status_code = 422
 

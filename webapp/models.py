@@ -108,7 +108,7 @@ class MemoryState(StrEnum):
 
 
 class MemoryBase(SQLModel):
-    """Fields of a memory that agents and people write; the SPEC 1 rules apply."""
+    """Fields of a memory that agents and people write; the field rules of validation.py apply."""
 
     namespace: Namespace = Field(max_length=200, index=True)
     key: MemoryKey = Field(sa_type=String(255))  # length checked after NFC, by validate_key
@@ -204,7 +204,7 @@ class LongTermMemory(MemoryBase, table=True):
 
     @property
     def state(self) -> MemoryState:
-        """The one state SPEC 1 assigns: deleted wins over expired."""
+        """The memory's one state: deleted wins over expired."""
         if self.is_deleted:
             return MemoryState.deleted
         if self.is_expired:
@@ -255,7 +255,7 @@ SORTS = tuple(f"{sign}{name}" for name in SORT_FIELDS for sign in ("-", ""))
 
 
 class BrowseQuery(SQLModel):
-    """The SPEC 3 filters, as the admin's query string and the API's parameters.
+    """The browse filters, as the admin's query string and the API's parameters.
 
     `q` is full text over key and content: every word must appear (a trailing `*`
     matches a prefix); the indexes and query syntax are in services/fulltext.py.

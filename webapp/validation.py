@@ -1,4 +1,4 @@
-"""The SPEC 1 rules for memory fields, once: used by the SQLModel schemas and by bulk import.
+"""The rules for memory fields, once: used by the SQLModel schemas and by bulk import.
 
 Each function takes a value, returns it normalised, or raises ValueError with a message
 that a person can act on. The pydantic schemas in models.py wrap them as validators, and

@@ -1,4 +1,4 @@
-"""The JSON API for agents (SPEC 5): bearer tokens, remember / recall / search / context.
+"""The JSON API for agents: bearer tokens, remember / recall / search / context.
 
 Every route acts for one user: the token's, or for an admin's token the one named by
 `user=`. Session cookies never authenticate it, so it needs no CSRF token. Errors are
@@ -22,7 +22,7 @@ def mount_api(app: FastAPI) -> None:
 
 def validation_status(exc: RequestValidationError) -> int:
     """The status of a request the API's schemas refuse: 422, except for a sort order there
-    is none of (SPEC 5: a 400, where other bad values are a 422). Unknown parameters are
+    is none of (a 400, where other bad values are a 422). Unknown parameters are
     refused before validation, by routes._known_parameters_only."""
     names_unknown = any(
         tuple(error.get("loc", ()))[-2:] == ("query", "sort") for error in exc.errors()

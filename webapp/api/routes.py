@@ -86,7 +86,7 @@ bearer = HTTPBearer(auto_error=False, description="An API token: `memory-admin t
 
 async def _known_parameters_only(request: Request) -> None:
     """400 for a query parameter the route does not take: a mistyped `user=` must not
-    quietly act for the token's own user (SPEC 5: unknown names are a 400)."""
+    quietly act for the token's own user (unknown names are a 400)."""
     unknown = sorted(set(request.query_params) - _query_names(request))
     if unknown:
         raise BadRequest(f"unknown query parameter: {', '.join(unknown)}")
@@ -172,7 +172,7 @@ ImportanceParameter = Annotated[Importance, BeforeValidator(number_from_text)]
 
 
 class MemoryListQuery(BrowseQuery):
-    """GET /api/v1/memories's parameters: SPEC 3's filters, `limit`, and `user` (whom an
+    """GET /api/v1/memories's parameters: the browse filters, `limit`, and `user` (whom an
     admin's token acts for), with importance bounds read from the query string."""
 
     min_importance: ImportanceParameter | None = None
@@ -202,7 +202,7 @@ async def put_memory(
     "/memories",
     response_model=MemoryPage,
     responses={400: _error("An unknown parameter or sort, or a bad cursor")},
-    summary="Browse memories with SPEC 3's filters, a page at a time",
+    summary="Browse memories with the browse filters, a page at a time",
 )
 async def list_memories(
     request: Request,

@@ -1,7 +1,7 @@
 """Logging in to the admin app: passwords, the login throttle and server-side sessions.
 
 The throttle and the sessions live in the database, so any number of workers and hosts
-share them (SPEC 7). After LOCK_AFTER failed logins for one username or one address
+share them. After LOCK_AFTER failed logins for one username or one address
 within WINDOW, that key is locked for LOCK_FOR: every attempt gets LoginThrottled, even
 with the right password. An unknown user and a wrong password fail the same way, after
 the same password-hashing work.

@@ -1,4 +1,4 @@
-"""Browsing memories: the SPEC 3 filters, keyset pagination both ways, capped counts.
+"""Browsing memories: every filter of BrowseQuery, keyset pagination both ways, capped counts.
 
 Pages are found by position, never by OFFSET: a cursor holds the sort key and id of the
 row it continues from, so page 200 costs what page 1 costs. id breaks ties, so every

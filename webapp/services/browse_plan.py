@@ -1,6 +1,6 @@
 """How browse finds a page: every choice of plan it makes, once per call (BrowsePlan).
 
-Both planners misjudge some of the SPEC 3 filters: neither has statistics for full
+Both planners misjudge some of the browse filters: neither has statistics for full
 text or single tags, SQLite has none for ranges, and PostgreSQL's guesses for ranges
 were 50 times off. So browse counts for itself and chooses, then writes SQL that holds
 the planner to the choice (plan.no_index wherever an index must not be used):

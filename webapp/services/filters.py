@@ -1,4 +1,4 @@
-"""SQL conditions for the SPEC 3 filters, built once for every caller (export, browse, API)."""
+"""SQL conditions for the browse filters (BrowseQuery), built once for every caller."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ AT_EXECUTION: BindParameter[datetime] = bindparam(
 
 
 def state_condition(state: str, *, now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
-    """The SPEC 1 states: deleted wins over expired; `all` is every row."""
+    """The memory states: deleted wins over expired; `all` is every row."""
     not_expired = or_(_memory.expires_at.is_(None), _memory.expires_at > now)
     if state == MemoryState.active:
         return and_(_memory.is_deleted.is_(false()), not_expired)

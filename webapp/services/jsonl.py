@@ -73,7 +73,7 @@ def _time(value: datetime | None, for_sqlite: bool) -> Any:
 
 
 class RecordParser:
-    """Validates JSON lines with the SPEC 1 rules and returns rows ready to write."""
+    """Validates JSON lines with the field rules of validation.py; returns rows to write."""
 
     def __init__(self, options: ParseOptions) -> None:
         self.options = options

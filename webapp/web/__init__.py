@@ -1,4 +1,4 @@
-"""The browser admin app (SPEC 4): routers, middleware, templates' helpers, error pages."""
+"""The browser admin app: routers, middleware, templates' helpers, error pages."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ NUMERIC_FILTERS = ("min_importance", "max_importance")
 
 
 def parse_filters(request: Request, **fixed: Any) -> ParsedFilters:
-    """The SPEC 3 filters of this request; empty fields are absent, unknown names ignored."""
+    """The browse filters of this request; empty fields are absent, unknown names ignored."""
     raw: dict[str, Any] = {}
     for name, value in request.query_params.multi_items():
         if name not in _FIELDS or not value.strip():
