@@ -3,20 +3,18 @@ what `purge` removes, and the content limit is the app's own, on both databases.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from tests.cli_support import invoke_cli
 from tests.factories import make_memory, make_user
 from tests.web_support import Visitor, asgi_clients, parse
-from webapp import settings as settings_module
-from webapp.cli import cli
 from webapp.db import Database
 from webapp.main import create_app
 from webapp.models import LongTermMemory
@@ -42,22 +40,20 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-def environment(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The same settings in the environment, as an operator running the CLI has them."""
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("SECRET_KEY", "test-secret-key")
+def purge(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Callable[..., str]:
+    """Runs `memory-admin purge FLAGS` with the module's settings in the environment, as an
+    operator's shell has them; returns what it printed."""
     monkeypatch.setenv("TRASH_RETENTION_DAYS", str(RETENTION_DAYS))
     monkeypatch.setenv("EXPIRED_GRACE_DAYS", str(GRACE_DAYS))
-    settings_module.get_settings.cache_clear()
-    yield
-    settings_module.get_settings.cache_clear()
 
+    def run(*flags: str) -> str:
+        result = invoke_cli("purge", *flags, database_url=settings.database_url, cwd=tmp_path)
+        assert result.code == 0, result
+        return result.out
 
-async def _purge(*flags: str) -> str:
-    """`memory-admin purge FLAGS` in this process (in a thread: it runs its own loop)."""
-    result = await asyncio.to_thread(CliRunner().invoke, cli, ["purge", *flags])
-    assert result.exit_code == 0, result.output
-    return result.output
+    return run
 
 
 async def _keys(session: AsyncSession) -> set[str]:
@@ -65,9 +61,8 @@ async def _keys(session: AsyncSession) -> set[str]:
     return set((await session.execute(select(LongTermMemory.key))).scalars())
 
 
-@pytest.mark.usefixtures("environment")
 async def test_trash_and_purge_agree_on_a_non_default_retention(
-    session: AsyncSession, visitor: Visitor
+    session: AsyncSession, visitor: Visitor, purge: Callable[..., str]
 ) -> None:
     """With 90 days, a memory deleted 10 days ago has 80 days left and purge keeps it; one
     deleted 91 days ago is due now and purge removes it; likewise the 3-day grace period."""
@@ -92,28 +87,27 @@ async def test_trash_and_purge_agree_on_a_non_default_retention(
         for row in page.select(".trash-table tbody tr")
     }
     assert rows == {"recent": "80 days", "old": "due now"}
-    dry_run = await _purge("--dry-run")
+    dry_run = purge("--dry-run")
     assert "would purge 1 soft-deleted (deleted over 90 days ago)" in dry_run
     assert "1 expired (over 3 days ago)" in dry_run
     assert await _keys(session) == {"recent", "old", "lapsed", "long-lapsed"}
-    await _purge()
+    purge()
     assert await _keys(session) == {"recent", "lapsed"}
 
 
-@pytest.mark.usefixtures("environment")
 async def test_the_retention_flag_overrides_the_setting_for_one_run(
-    session: AsyncSession,
+    session: AsyncSession, purge: Callable[..., str]
 ) -> None:
     """--retention-days decides for that run only; the next run goes back to the setting."""
     ann = await make_user(session, username="ann")
     deleted_at = utcnow() - timedelta(days=40)
     await make_memory(session, user=ann, key="forty", is_deleted=True, deleted_at=deleted_at)
 
-    assert "would purge 0 soft-deleted" in await _purge("--dry-run")
-    assert "would purge 1 soft-deleted (deleted over 30 days ago)" in await _purge(
+    assert "would purge 0 soft-deleted" in purge("--dry-run")
+    assert "would purge 1 soft-deleted (deleted over 30 days ago)" in purge(
         "--dry-run", "--retention-days", "30"
     )
-    assert "would purge 0 soft-deleted (deleted over 90 days ago)" in await _purge("--dry-run")
+    assert "would purge 0 soft-deleted (deleted over 90 days ago)" in purge("--dry-run")
 
 
 async def test_the_api_applies_the_apps_content_limit(

@@ -118,4 +118,8 @@ async def _parse_in_worker(
                 worker.kill()
             except ProcessLookupError:
                 pass
+        # Read the worker's output to its end, so its pipe is closed on this loop: left
+        # half-closed, it was closed by the garbage collector, after a command's
+        # asyncio.run had closed the loop ("Event loop is closed" in whatever ran next).
+        await responses.read()
         await worker.wait()
