@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -203,6 +204,10 @@ async def test_failure_in_a_later_chunk_rolls_back_earlier_batches(
     data = jsonl(*good) + b'{"user": "x"}\n'
     with pytest.raises(ImportFailed, match="line 201: field 'namespace' is required"):
         await run_import(db, data, parallel=True)
+    # The parse worker is gone by the time the import has failed (checked before this test
+    # lets the loop run again): left to the garbage collector, it outlived the command's
+    # event loop ("Event loop is closed" in whatever ran next).
+    assert psutil.Process().children() == []
     assert await counts(db) == (0, 0, 0)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
@@ -233,21 +234,24 @@ async def import_jsonl(
 
             batch: list[tuple[Any, ...]] = []
             keys: set[tuple[Any, ...]] = set()
-            async for chunk, size in parsed_chunks(source, options, parallel):
-                for row in chunk.rows:
-                    # A key repeated within one batch must wait for the next one: the
-                    # later line wins, and PostgreSQL cannot upsert a row twice at once.
-                    if row[:3] in keys or len(batch) >= BATCH_ROWS:
-                        await write(batch)
-                        batch, keys = [], set()
-                    batch.append(row)
-                    keys.add(row[:3])
-                report.lines += len(chunk.rows)
-                if chunk.error is not None:
-                    assert chunk.error_line is not None
-                    raise ImportFailed(chunk.error_line, chunk.error)
-                if progress is not None:
-                    progress(size)
+            # aclosing: a bad line raises mid-stream, and the parse worker must be stopped
+            # and its pipes closed now, not by the garbage collector after the loop ends.
+            async with aclosing(parsed_chunks(source, options, parallel)) as chunks:
+                async for chunk, size in chunks:
+                    for row in chunk.rows:
+                        # A key repeated within one batch must wait for the next one: the
+                        # later line wins, and PostgreSQL cannot upsert a row twice at once.
+                        if row[:3] in keys or len(batch) >= BATCH_ROWS:
+                            await write(batch)
+                            batch, keys = [], set()
+                        batch.append(row)
+                        keys.add(row[:3])
+                    report.lines += len(chunk.rows)
+                    if chunk.error is not None:
+                        assert chunk.error_line is not None
+                        raise ImportFailed(chunk.error_line, chunk.error)
+                    if progress is not None:
+                        progress(size)
             if batch:
                 await write(batch)
             if not dry_run:  # a dry run rolls back, which brings the indexes back as they were

@@ -6,7 +6,8 @@ import asyncio
 import itertools
 import pickle
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import aclosing
 from typing import IO, Any
 
 from webapp.services.jsonl import ParsedChunk, ParseOptions, parse_chunk
@@ -38,7 +39,7 @@ def _chunks(source: IO[bytes], chunk_bytes: int) -> Any:
 
 async def parsed_chunks(
     source: IO[bytes], options: ParseOptions, parallel: bool | None
-) -> AsyncIterator[tuple[ParsedChunk, int]]:
+) -> AsyncGenerator[tuple[ParsedChunk, int]]:
     """Parsed chunks with their size in bytes, parsed in a worker process when it pays."""
     pieces = _chunks(source, CHUNK_BYTES)
     first = next(pieces, None)
@@ -52,13 +53,14 @@ async def parsed_chunks(
         for data, line_no in itertools.chain(head, pieces):
             yield parse_chunk(data, line_no, options), len(data)
         return
-    async for parsed in _parse_in_worker(itertools.chain(head, pieces), options):
-        yield parsed
+    async with aclosing(_parse_in_worker(itertools.chain(head, pieces), options)) as parsed:
+        async for answer in parsed:
+            yield answer
 
 
 async def _parse_in_worker(
     pieces: Iterator[tuple[bytes, int]], options: ParseOptions
-) -> AsyncIterator[tuple[ParsedChunk, int]]:
+) -> AsyncGenerator[tuple[ParsedChunk, int]]:
     """Send pieces to a parse worker process and yield its answers in order.
 
     A feeder task keeps at most IN_FLIGHT_CHUNKS pieces ahead of the consumer, and a
