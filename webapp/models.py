@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, NamedTuple, Optional
 
-from pydantic import AfterValidator, BeforeValidator, StrictInt
+from pydantic import AfterValidator, BeforeValidator, StrictInt, model_validator
 from sqlalchemy import (
     Boolean,
     Column,
@@ -94,6 +94,19 @@ class UserCreate(UserBase):
     """Input for creating a user; the password is hashed before it is stored."""
 
     password: str = Field(min_length=8, max_length=1024)
+
+
+class PasswordSet(SQLModel):
+    """A new password as a person types it in a form: twice, and the two must match."""
+
+    password: str = Field(min_length=8, max_length=1024)
+    password_again: str = Field(max_length=1024)
+
+    @model_validator(mode="after")
+    def _typed_twice_alike(self) -> "PasswordSet":
+        if self.password != self.password_again:
+            raise ValueError("the two passwords do not match")
+        return self
 
 
 # --- memories ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from webapp.cli.common import PROG
 from webapp.cli.data import export, import_, migrate, purge
 from webapp.cli.serve import demo, serve
 from webapp.cli.tokens import token
-from webapp.cli.users import createuser
+from webapp.cli.users import createuser, passwd, users
 from webapp.errors import MemoryAdminError
 from webapp.settings import ConfigError
 
@@ -31,7 +31,7 @@ def cli() -> None:
     """
 
 
-for _command in (serve, demo, migrate, createuser, token, import_, purge, export):
+for _command in (serve, demo, migrate, createuser, passwd, users, token, import_, purge, export):
     cli.add_command(_command)
 
 

@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ScalarSelect, bindparam, func, select
+from sqlalchemy import ColumnElement, ScalarSelect, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -72,10 +72,23 @@ async def get_user_by_username(db: Database, *, username: str) -> User:
     return user
 
 
-async def count_users(db: Database) -> int:
-    """How many users there are, active or not."""
+async def count_users(db: Database, *, search: str | None = None) -> int:
+    """How many users there are, active or not (those matching search, if given)."""
+    query = select(func.count()).select_from(User)
+    if search:
+        query = query.where(_matching(search))
     async with db.read() as session:
-        return int((await session.execute(select(func.count()).select_from(User))).scalar_one())
+        return int((await session.execute(query)).scalar_one())
+
+
+def _matching(search: str) -> ColumnElement[bool]:
+    """Users whose username or email holds search (LIKE's wildcards taken literally)."""
+    pattern = (
+        "%" + search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    )
+    return col(User.username).ilike(pattern, escape="\\") | col(User.email).ilike(
+        pattern, escape="\\"
+    )
 
 
 async def count_admins(db: Database) -> int:
@@ -121,27 +134,41 @@ class UserSummary:
 
 
 async def list_users(
-    db: Database, *, search: str | None = None, limit: int = 200
+    db: Database,
+    *,
+    search: str | None = None,
+    limit: int | None = 200,
+    after: str | None = None,
+    before: str | None = None,
+    exact: str | None = None,
 ) -> list[UserSummary]:
     """Users by name (matching search in username or email), with their memory counts.
 
-    The counts are grouped counts of these users' rows, answered from indexes alone.
+    A page of `limit` users (every user with None): the first, or those named after
+    `after` or (the page before) before `before`, always in name order; only the one
+    called `exact` if given. The counts are
+    grouped counts of these users' rows, answered from indexes alone.
     """
-    query = select(User).order_by(col(User.username)).limit(limit)
+    name = col(User.username)
+    query = select(User).order_by(name.desc() if before is not None else name).limit(limit)
     if search:
-        pattern = (
-            "%" + search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        )
-        query = query.where(
-            col(User.username).ilike(pattern, escape="\\")
-            | col(User.email).ilike(pattern, escape="\\")
-        )
+        query = query.where(_matching(search))
+    if exact is not None:
+        query = query.where(name == exact)
+    if after is not None:
+        query = query.where(name > after)
+    if before is not None:
+        query = query.where(name < before)
     memories = LongTermMemory.__table__.c  # type: ignore[attr-defined]
     async with db.read() as session:
         users = list((await session.execute(query)).scalars())
+        if before is not None:
+            users.reverse()
         summaries = {user.id: UserSummary(user=user) for user in users if user.id is not None}
         if summaries:
-            scope = [memories.user_id.in_(list(summaries))]
+            # Every user listed: count the whole table by user, not a list of 1,000 ids.
+            everyone = limit is None and not search
+            scope = [] if everyone else [memories.user_id.in_(list(summaries))]
             statements = state_counts(scope, utcnow(), by=[memories.user_id])
             counts: dict[str, dict[int, int]] = {}
             for state, statement in statements.items():

@@ -1,4 +1,4 @@
-"""The dashboard and the users list."""
+"""The dashboard (the users list is in people.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from webapp.services.stats import EXPIRING_SOON_DAYS, dashboard
-from webapp.services.users import list_users, resolve_user, usernames
-from webapp.web.deps import AdminVisitor, CurrentVisitor, DatabaseDep
+from webapp.services.users import resolve_user, usernames
+from webapp.web.deps import CurrentVisitor, DatabaseDep
 from webapp.web.render import render
 
 router = APIRouter()
@@ -33,13 +33,3 @@ async def show_dashboard(
         "dashboard.html",
         {"stats": stats, "owners": owners, "user": user, "soon_days": EXPIRING_SOON_DAYS},
     )
-
-
-@router.get("/users", name="list_users")
-async def list_users_page(
-    request: Request, db: DatabaseDep, visitor: AdminVisitor, q: str | None = None
-) -> Response:
-    """Every user with memory counts; q searches username and email."""
-    search = (q or "").strip()[:150] or None
-    summaries = await list_users(db, search=search)
-    return render(request, "users.html", {"users": summaries, "q": search or ""}, block="results")
