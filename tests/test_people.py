@@ -128,9 +128,7 @@ async def test_an_admin_cannot_remove_their_own_access(
     assert fresh.is_admin and fresh.is_active
 
 
-async def test_two_admins_removed_at_once_leave_one(
-    db: AsyncEngine, session: AsyncSession
-) -> None:
+async def test_two_admins_removed_at_once_leave_one(db: AsyncEngine, session: AsyncSession) -> None:
     await make_user(session, username="ada", is_admin=True)
     await make_user(session, username="bea", is_admin=True)
     database = Database(db)

@@ -147,9 +147,9 @@ async def set_admin(db: Database, *, principal: Principal, username: str, is_adm
     async with db.write() as session:
         user = await _user_to_change(session, username)
         if user.is_admin and not is_admin:
-            _refuse_own_account(principal, user, "take away your own admin rights")
             assert user.id is not None
             await refuse_removing_last_admin(session, user_id=user.id)
+            _refuse_own_account(principal, user, "take away your own admin rights")
         user.is_admin = is_admin
     return user
 
@@ -162,8 +162,8 @@ async def set_active(db: Database, *, principal: Principal, username: str, is_ac
         user = await _user_to_change(session, username)
         assert user.id is not None
         if user.is_active and not is_active:
-            _refuse_own_account(principal, user, "deactivate yourself")
             await refuse_removing_last_admin(session, user_id=user.id)
+            _refuse_own_account(principal, user, "deactivate yourself")
         if not is_active:
             await session.execute(delete(WebSession).where(col(WebSession.user_id) == user.id))
         user.is_active = is_active

@@ -128,8 +128,6 @@ def _field_errors(exc: ValidationError) -> dict[str, str]:
         field = str(error["loc"][0]) if error["loc"] else "password_again"
         if error["type"] == "string_too_short" and field == "password":
             message = f"The password needs at least {error['ctx']['min_length']} characters."
-        elif error["type"] == "string_too_short" and field == "username":
-            message = "Enter a username."
         else:
             message = str(error["msg"]).removeprefix("Value error, ")
             message = message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
