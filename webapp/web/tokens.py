@@ -129,7 +129,8 @@ async def create_token_page(request: Request, db: DatabaseDep, visitor: CheckedV
         visitor,
         user,
         created={"token": token, "owner": owner.username, "secret": secret},
-        status_message=f"Created the token {token.name!r}. Copy its secret now.",
+        # In the page itself the secret's panel says it; htmx's swap also tells the status region.
+        status_message=f"Created the token {token.name!r}." if is_htmx(request) else None,
     )
 
 
@@ -146,7 +147,12 @@ async def confirm_revoke_token(
     return render(
         request,
         "tokens/revoke.html",
-        {"listed": listed, "user": user, "list_url": _list_url(request, user)},
+        {
+            "listed": listed,
+            "user": user,
+            "list_url": _list_url(request, user),
+            "as_dialog": is_htmx(request),
+        },
         block="dialog",
     )
 
