@@ -82,7 +82,7 @@ async def test_create_copy_use_revoke_a_token(web: Browsing, app_data: AppData) 
     await screenshot(page, "tokens-revoke-dialog-light-desktop")
     await dialog.get_by_role("button", name="Revoke token").click()
 
-    await expect(page.locator("#status")).to_contain_text("Revoked the token 'laptop agent'")
+    await expect(page.locator("#status")).to_contain_text("Revoked the token “laptop agent”")
     await expect(page.locator(".token-state")).to_contain_text("revoked")
     await expect(page.get_by_role("dialog")).to_have_count(0)
     assert await api_status(web, secret) == 401
@@ -120,10 +120,41 @@ async def test_tokens_without_javascript_on_a_dark_phone(web: Browsing, app_data
     await screenshot(page, "tokens-revoke-dark-phone")
     await page.get_by_role("button", name="Revoke token").click()
 
-    await expect(page.locator("#status")).to_contain_text("Revoked the token 'phone agent'")
+    await expect(page.locator("#status")).to_contain_text("Revoked the token “phone agent”")
     assert page.url.endswith("/tokens")
     await expect(page.locator(".token-state")).to_contain_text("revoked")
     assert await no_horizontal_scroll(page)
     await screenshot(page, "tokens-list-dark-phone")
     assert await api_status(web, secret) == 401
+    web.assert_no_errors()
+
+
+async def test_an_admin_makes_a_token_for_another_user_on_a_phone(
+    web: Browsing, app_data: AppData
+) -> None:
+    """An admin names the owner; the list shows every user's tokens with their owners, and
+    fits a 390 px screen."""
+    await app_data.create_user("root", PASSWORD, is_admin=True)
+    bob = await app_data.create_user("bob", PASSWORD)
+    page = await web.new_page(viewport="phone")
+    await log_in(page, web.server, "root", PASSWORD)
+    await page.goto("/tokens")
+    long_name = "bob's long-running research agent"
+    await page.get_by_label("Name (what the token is for)").fill(long_name)
+    await page.get_by_label("Owner (username)").fill("bob")
+    await page.get_by_role("button", name="Create token").click()
+    await expect(page.get_by_label("Select and copy the secret")).to_be_focused()
+    await page.reload()
+    await page.get_by_label("Name (what the token is for)").fill("root's own")
+    await page.get_by_role("button", name="Create token").click()
+    await expect(page.locator(".tokens-table tbody tr")).to_have_count(2)
+
+    owners = await page.locator(".tokens-table tbody td:nth-child(2)").all_inner_texts()
+    assert sorted(owners) == ["bob", "root"]
+    assert await token_count(app_data, bob) == 1
+    await page.get_by_role("link", name=f"Revoke {long_name}").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Revoke token").click()
+    await expect(page.locator("#status")).to_contain_text("Revoked the token")
+    assert await no_horizontal_scroll(page)
+    await screenshot(page, "tokens-admin-light-phone")
     web.assert_no_errors()

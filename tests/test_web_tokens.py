@@ -108,7 +108,9 @@ async def test_sending_the_create_form_again_creates_nothing(
     assert len(await _tokens(session)) == 2
 
 
-@pytest.mark.parametrize("name", ["", "   ", "x" * 101], ids=["empty", "blank", "too long"])
+@pytest.mark.parametrize(
+    "name", ["", "   ", "x" * 101, "a\x00b"], ids=["empty", "blank", "too long", "control"]
+)
 async def test_a_bad_name_is_422_inline(session: AsyncSession, visitor: Visitor, name: str) -> None:
     await make_user(session, username="ann")
     await visitor.log_in("ann")
@@ -179,7 +181,7 @@ async def test_revoke_asks_then_revokes_with_a_redirect_and_the_api_refuses_it(
     assert done.status_code == 303 and done.headers["location"] == "/tokens"
     assert (await api.get("/memories")).status_code == 401
     after = await visitor.get("/tokens")
-    assert "Revoked the token 'old'" in parse(after).select_one("#status").get_text()
+    assert "Revoked the token “old”" in parse(after).select_one("#status").get_text()
     assert parse(after).select_one(".token-state").get_text(" ", strip=True).startswith("revoked")
     assert parse(after).select_one(".revoke-link") is None
 

@@ -87,7 +87,7 @@ async def create_token(
             )
             if (await session.execute(again.limit(1))).first() is not None:
                 raise Conflict(
-                    f"A token named {label!r} was created since this form was shown: the "
+                    f"A token named “{label}” was created since this form was shown: the "
                     "form was sent again (reloading the page that showed a secret does that). "
                     "Nothing new was created. A secret is shown only once; if you did not "
                     "copy it, revoke that token and create a new one."

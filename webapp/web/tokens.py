@@ -130,7 +130,7 @@ async def create_token_page(request: Request, db: DatabaseDep, visitor: CheckedV
         user,
         created={"token": token, "owner": owner.username, "secret": secret},
         # In the page itself the secret's panel says it; htmx's swap also tells the status region.
-        status_message=f"Created the token {token.name!r}." if is_htmx(request) else None,
+        status_message=f"Created the token “{token.name}”." if is_htmx(request) else None,
     )
 
 
@@ -165,7 +165,7 @@ async def revoke_token_page(
     form = await form_fields(request)
     user = form.get("user") or None
     token = await revoke_token(db, token_id=token_id, principal=visitor.principal)
-    message = f"Revoked the token {token.name!r}. Agents using it now get 401."
+    message = f"Revoked the token “{token.name}”. Agents using it now get 401."
     if is_htmx(request):
         return await _tokens_page(request, db, visitor, user, status_message=message)
     return redirect(request, _list_url(request, user), message=message)
