@@ -15,6 +15,7 @@ from tests.api_support import OpenClient
 from tests.factories import make_token, make_user
 from tests.web_support import Visitor, parse
 from webapp.models import ApiToken
+from webapp.web import tokens as web_tokens
 
 
 async def _tokens(session: AsyncSession) -> list[ApiToken]:
@@ -241,3 +242,16 @@ async def test_the_tokens_page_needs_a_login(visitor: Visitor) -> None:
     response = await visitor.get("/tokens")
     assert response.status_code == 303
     assert response.headers["location"] == "/login?next=%2Ftokens"
+
+
+async def test_a_long_list_says_it_is_cut_short(
+    session: AsyncSession, visitor: Visitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(web_tokens, "LIST_LIMIT", 2)
+    ann = await make_user(session, username="ann")
+    for name in ("one", "two", "three"):
+        await make_token(session, user=ann, name=name)
+    await visitor.log_in("ann")
+    page = parse(await visitor.get("/tokens"))
+    assert len(_names(page)) == 2
+    assert "Showing the first 2 tokens" in page.get_text()

@@ -118,10 +118,10 @@ def _listed() -> Select[ApiToken, str]:
 
 
 async def list_tokens(
-    db: Database, *, principal: Principal, user_id: int | None = None
+    db: Database, *, principal: Principal, user_id: int | None = None, limit: int | None = None
 ) -> list[ListedToken]:
     """The tokens principal may see (admins: everyone's, or user_id's; others: their own),
-    active ones first, newest first."""
+    active ones first, newest first; at most limit of them."""
     query = _listed()
     if not principal.is_admin:
         query = query.where(col(ApiToken.user_id) == principal.user_id)
@@ -129,7 +129,7 @@ async def list_tokens(
         query = query.where(col(ApiToken.user_id) == user_id)
     query = query.order_by(
         col(ApiToken.revoked_at).is_not(None), col(ApiToken.created_at).desc(), col(ApiToken.id)
-    )
+    ).limit(limit)
     async with db.read() as session:
         rows = (await session.execute(query)).all()
     return [ListedToken(token=token, owner=owner) for token, owner in rows]

@@ -34,6 +34,8 @@ from webapp.web.render import is_htmx, redirect, render
 
 router = APIRouter()
 NO_STORE = {"Cache-Control": "no-store"}
+LIST_LIMIT = 500
+"""The most tokens one page lists (an admin with many users narrows it with ?user=)."""
 
 
 async def _token_id_in_path(token_id: Annotated[str, Path()]) -> int:
@@ -75,10 +77,13 @@ async def _tokens_page(
     tokens = (
         []
         if user and user_id is None
-        else await list_tokens(db, principal=visitor.principal, user_id=user_id)
+        else await list_tokens(
+            db, principal=visitor.principal, user_id=user_id, limit=LIST_LIMIT + 1
+        )
     )
     values: dict[str, Any] = {
-        "tokens": tokens,
+        "tokens": tokens[:LIST_LIMIT],
+        "more_tokens": len(tokens) > LIST_LIMIT,
         "user": user,
         "issued": utcnow().isoformat(),
         "typed": {"name": "", "owner": user or visitor.user.username},
