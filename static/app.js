@@ -33,3 +33,40 @@ document.addEventListener("DOMContentLoaded", () => {
     details.open = false;
   }
 });
+
+// --- API tokens ---------------------------------------------------------------------------
+// The new secret's input is selected when it appears, and its Copy button (hidden without
+// JavaScript, where the label asks to select and copy by hand) copies it and says so in
+// the status region.
+function selectNewSecret(root) {
+  const input = root.querySelector ? root.querySelector("#token-secret") : null;
+  if (!input) return;
+  for (const button of document.querySelectorAll("button[data-copy-from]")) button.hidden = false;
+  input.focus();
+  input.select();
+}
+
+document.addEventListener("DOMContentLoaded", () => selectNewSecret(document));
+document.addEventListener("htmx:afterSettle", (event) => selectNewSecret(event.detail.elt || document));
+
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest ? event.target.closest("button[data-copy-from]") : null;
+  if (!button) return;
+  const input = document.getElementById(button.dataset.copyFrom);
+  if (!input) return;
+  input.focus();
+  input.select();
+  try {
+    await navigator.clipboard.writeText(input.value);
+  } catch {
+    showStatus("Copying did not work here: the secret is selected, press Ctrl+C (⌘C) to copy it.");
+    return;
+  }
+  const region = document.getElementById("status");
+  if (!region) return;
+  const box = document.createElement("div");
+  box.className = "flash";
+  box.textContent = "Copied the secret to the clipboard.";
+  region.replaceChildren(box);
+  button.textContent = "Copied";
+});

@@ -496,10 +496,14 @@ class Browsing:
 
 
 async def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
-    """Save a PNG to test-artifacts/screenshots/<backend>/<name>.png; returns its path."""
+    """Save a PNG to test-artifacts/screenshots/<backend>/<name>.png; returns its path.
+
+    caret="initial": hiding the caret leaves `style=""` on every input, which htmx's settle
+    then copies onto the swapped-in inputs, and the CSP (style-src 'self') refuses that.
+    """
     path = SCREENSHOTS_DIR / browser_log(page).backend / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=path, full_page=full_page)
+    await page.screenshot(path=path, full_page=full_page, caret="initial")
     return path
 
 

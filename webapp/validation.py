@@ -23,6 +23,7 @@ KEY_MAX_CHARS = 255
 TAGS_MAX_COUNT = 32
 TAG_MAX_CHARS = 64
 USERNAME_MAX_CHARS = 150
+TOKEN_NAME_MAX_CHARS = 100
 
 _content_max_bytes: ContextVar[int] = ContextVar(
     "memory_admin_content_max_bytes", default=DEFAULT_CONTENT_MAX_BYTES
@@ -153,6 +154,18 @@ def validate_importance(value: float) -> float:
     if number < 0.0 or number > 1.0:
         raise ValueError(f"importance must be between 0 and 1 (got {value})")
     return number
+
+
+def validate_token_name(value: str) -> str:
+    """Return an API token's name without surrounding spaces: 1..100 printable characters."""
+    name = value.strip() if isinstance(value, str) else ""
+    if not name:
+        raise ValueError("name must not be empty")
+    if len(name) > TOKEN_NAME_MAX_CHARS:
+        raise ValueError(f"name is longer than {TOKEN_NAME_MAX_CHARS} characters")
+    if any(unicodedata.category(char) == "Cc" for char in name):
+        raise ValueError("name must not contain control characters")
+    return name
 
 
 def validate_username(value: str) -> str:

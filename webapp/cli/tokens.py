@@ -19,20 +19,24 @@ def token() -> None:
 @click.option("--name", "label", default="cli", show_default=True, help="A label for the token.")
 def token_create(username: str, label: str) -> None:
     """Create a token acting as USERNAME; the secret is printed once, on the last line."""
-    if not label.strip() or len(label) > 100:
-        raise click.BadParameter("must be 1 to 100 characters", param_hint="--name")
+    from webapp.validation import validate_token_name
+
+    try:
+        label = validate_token_name(label)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--name") from None
 
     async def work(db: Database, _settings: Settings) -> tuple[int, str]:
         from webapp.services.tokens import create_token
         from webapp.services.users import get_user_by_username
 
         user = await get_user_by_username(db, username=username)
-        created, secret = await create_token(db, user=user, name=label.strip())
+        created, secret = await create_token(db, user=user, name=label)
         assert created.id is not None
         return created.id, secret
 
     token_id, secret = run_with_db(work)
-    click.echo(f"Created API token {token_id} ({label.strip()!r}) for {username!r}.")
+    click.echo(f"Created API token {token_id} ({label!r}) for {username!r}.")
     click.echo("Copy the secret now; it is not shown again:")
     click.echo(secret)
 

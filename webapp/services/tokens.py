@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Select, bindparam, or_, select, update
 from sqlmodel import col
 
 from webapp.db import Database
-from webapp.errors import NotFound
+from webapp.errors import Conflict, InvalidInput, NotFound
 from webapp.models import ApiToken, User
 from webapp.services.principal import Principal
 from webapp.types import utcnow
+from webapp.validation import validate_token_name
 
 TOKEN_PREFIX = "mat_"
 TOUCH_EVERY = timedelta(minutes=1)
@@ -42,21 +44,119 @@ def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-async def create_token(db: Database, *, user: User, name: str) -> tuple[ApiToken, str]:
-    """Create a token for user; returns it with the secret, which is not kept anywhere."""
+@dataclass(frozen=True)
+class ListedToken:
+    """A token as the tokens page shows it: the row (never the secret) and its owner's name."""
+
+    token: ApiToken
+    owner: str
+
+    @property
+    def state(self) -> str:
+        """`active` or `revoked`."""
+        return "active" if self.token.revoked_at is None else "revoked"
+
+
+def token_name(name: str) -> str:
+    """The name a token would be stored with (trimmed); InvalidInput if it breaks the rule."""
+    try:
+        return validate_token_name(name)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+async def create_token(
+    db: Database, *, user: User, name: str, form_issued_at: datetime | None = None
+) -> tuple[ApiToken, str]:
+    """Create a token for user; returns it with the secret, which is not kept anywhere.
+
+    form_issued_at, when the request came from a form, is when that form was shown: if a
+    token of user with this name was created since, the form is being sent again (a
+    reload of the page that showed the secret) and Conflict is raised, nothing created.
+    """
+    label = token_name(name)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     assert user.id is not None
-    token = ApiToken(user_id=user.id, name=name, token_hash=hash_token(secret))
+    token = ApiToken(user_id=user.id, name=label, token_hash=hash_token(secret))
     async with db.write() as session:
+        if form_issued_at is not None:
+            again = select(col(ApiToken.id)).where(
+                col(ApiToken.user_id) == user.id,
+                col(ApiToken.name) == label,
+                col(ApiToken.created_at) >= form_issued_at,
+            )
+            if (await session.execute(again.limit(1))).first() is not None:
+                raise Conflict(
+                    f"A token named “{label}” was created since this form was shown: the "
+                    "form was sent again (reloading the page that showed a secret does that). "
+                    "Nothing new was created. A secret is shown only once; if you did not "
+                    "copy it, revoke that token and create a new one."
+                )
         session.add(token)
     return token, secret
 
 
-async def revoke_token(db: Database, *, token_id: int, user: User | None = None) -> ApiToken:
-    """Revoke a token (idempotent); scoped to user unless None (an operator on the CLI)."""
+async def token_owner(db: Database, *, principal: Principal, username: str | None) -> User:
+    """The user a new token acts as: the principal's own user unless an admin names another.
+
+    An unknown name is InvalidInput (for an admin, who may name anyone); another user's
+    name from a non-admin is NotFound, as for every other user's thing.
+    """
+    name = (username or "").strip() or principal.username
+    query = select(User).where(col(User.username) == name)
+    async with db.read() as session:
+        user = (await session.execute(query)).scalar_one_or_none()
+    if user is not None and (principal.is_admin or user.id == principal.user_id):
+        return user
+    if principal.is_admin:
+        raise InvalidInput(f"no user named {name!r}")
+    raise NotFound(f"no user named {name!r}")
+
+
+def _listed() -> Select[ApiToken, str]:
+    return select(ApiToken, col(User.username)).join(User, col(User.id) == col(ApiToken.user_id))
+
+
+async def list_tokens(
+    db: Database, *, principal: Principal, user_id: int | None = None, limit: int | None = None
+) -> list[ListedToken]:
+    """The tokens principal may see (admins: everyone's, or user_id's; others: their own),
+    active ones first, newest first; at most limit of them."""
+    query = _listed()
+    if not principal.is_admin:
+        query = query.where(col(ApiToken.user_id) == principal.user_id)
+    elif user_id is not None:
+        query = query.where(col(ApiToken.user_id) == user_id)
+    query = query.order_by(
+        col(ApiToken.revoked_at).is_not(None), col(ApiToken.created_at).desc(), col(ApiToken.id)
+    ).limit(limit)
+    async with db.read() as session:
+        rows = (await session.execute(query)).all()
+    return [ListedToken(token=token, owner=owner) for token, owner in rows]
+
+
+async def get_token(db: Database, *, principal: Principal, token_id: int) -> ListedToken:
+    """One token principal may see; NotFound for an unknown id or another user's token
+    (unless principal is an admin)."""
+    query = _listed().where(col(ApiToken.id) == token_id)
+    if not principal.is_admin:
+        query = query.where(col(ApiToken.user_id) == principal.user_id)
+    async with db.read() as session:
+        found = (await session.execute(query)).first()
+    if found is None:
+        raise NotFound(f"no API token with id {token_id}")
+    return ListedToken(token=found[0], owner=found[1])
+
+
+async def revoke_token(
+    db: Database, *, token_id: int, principal: Principal | None = None
+) -> ApiToken:
+    """Revoke a token (idempotent); scoped to principal unless None (an operator on the
+    CLI): a non-admin's revoke of another user's token is NotFound. The API refuses the
+    token from the next request on (token_principal reads revoked_at every time)."""
     query = select(ApiToken).where(col(ApiToken.id) == token_id).with_for_update()
-    if user is not None and not user.is_admin:
-        query = query.where(col(ApiToken.user_id) == user.id)
+    if principal is not None and not principal.is_admin:
+        query = query.where(col(ApiToken.user_id) == principal.user_id)
     async with db.write() as session:
         token = (await session.execute(query)).scalar_one_or_none()
         if token is None:

@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from itsdangerous import Signer
 
 from webapp.settings import HTMX_INTEGRITY, HTMX_URL, Settings
-from webapp.web import auth, memories, memory_edits, pages, people, trash
+from webapp.web import auth, memories, memory_edits, pages, people, tokens, trash
 from webapp.web.deps import LoginRequired
 from webapp.web.filters import owner_links, url_with, with_edit, without_edit
 from webapp.web.render import is_htmx
@@ -36,6 +36,7 @@ def mount_admin_app(app: FastAPI, settings: Settings, secret_key: str) -> None:
         memories.router,
         memory_edits.router,
         trash.router,
+        tokens.router,
         people.router,
     ):
         app.include_router(router, include_in_schema=False)
