@@ -72,6 +72,13 @@
     return true;
   }
 
+  /** The first field of row's open editor, focused; false if it has none open. */
+  function focusEditor(row) {
+    const field = row?.querySelector(".memory-editor input:not([type=hidden])");
+    field?.focus();
+    return Boolean(field);
+  }
+
   function deleteRow() {
     const form = currentRow()?.querySelector("form.row-actions[action$='/delete']");
     if (!form) return false;
@@ -102,7 +109,7 @@
     j: () => move(1),
     k: () => move(-1),
     x: toggleSelection,
-    e: () => clickIn("a.edit-link"),
+    e: () => clickIn("a.edit-link") || focusEditor(currentRow()),
     d: deleteRow,
     "?": showShortcuts,
   };
@@ -181,7 +188,7 @@
   function refocus({ kind, id, editorId, form, target }) {
     const row = byId(id && `memory-${id}`);
     if (kind === "editor-open") {
-      byId(`editor-${id}`)?.querySelector("input:not([type=hidden]), textarea")?.focus();
+      focusEditor(row);
     } else if (kind === "editor-close") {
       row?.querySelector("a.edit-link")?.focus();
     } else if (kind === "editor-save" && focusLost()) {

@@ -32,6 +32,7 @@ from tests.browser_support import (
     screenshot,
     set_color_scheme,
     unavailable,
+    wait_for_htmx,
 )
 from webapp.services.memories import delete_memory
 from webapp.services.principal import Principal
@@ -42,7 +43,10 @@ if TYPE_CHECKING:
 
 PASSWORD = "correct horse battery"
 AXE_VERSION = "4.14.1"
-AXE_INTEGRITY = "sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ=="
+AXE_INTEGRITY = (
+    "sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPj"
+    "CKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ=="
+)
 """npm's integrity of axe-core-AXE_VERSION.tgz (`npm view axe-core@VERSION dist.integrity`)."""
 FAILING_IMPACTS = frozenset({"serious", "critical"})
 SCHEMES: tuple[ColorScheme, ...] = ("light", "dark")
@@ -52,12 +56,13 @@ PHONE_WIDTH = 390
 @dataclass(frozen=True)
 class Screen:
     """A page to check: its name (screenshots, test ids), path ({detail}: a memory's id),
-    and keys pressed once it has loaded."""
+    keys pressed once it has loaded, and what to wait for after them."""
 
     name: str
     path: str
     logged_in: bool = True
-    press: str = ""
+    press: tuple[str, ...] = ()
+    wait_for: str = ""
 
 
 SCREENS = (
@@ -67,7 +72,8 @@ SCREENS = (
     Screen("memories-editing", "/memories?edit={detail}"),
     Screen("detail", "/memories/{detail}"),
     Screen("trash", "/trash"),
-    Screen("shortcuts", "/memories", press="?"),
+    Screen("row-deleted", "/memories", press=("j", "d"), wait_for="#status .flash"),
+    Screen("shortcuts", "/memories", press=("?",), wait_for="dialog[open]"),
 )
 
 
@@ -191,8 +197,11 @@ async def open_screen(web: Browsing, app_data: AppData, screen: Screen, **contex
     response = await page.goto(screen.path.format(**values))
     assert response is not None and response.ok, f"{screen.path}: {response and response.status}"
     await expect(page.locator("main h1")).to_be_visible()
-    if screen.press:
-        await page.keyboard.press(screen.press)
+    await wait_for_htmx(page)
+    for key in screen.press:
+        await page.keyboard.press(key)
+    if screen.wait_for:
+        await expect(page.locator(screen.wait_for)).to_be_visible()
     return page
 
 

@@ -155,3 +155,36 @@ async def test_shortcuts_listed_without_javascript(web: Browsing, app_data: AppD
     await expect(page.get_by_role("dialog")).to_have_count(0)
     await page.keyboard.press("j")
     await expect(page.locator("li.memory-row.is-current")).to_have_count(0)
+
+
+async def test_focus_after_undo_save_and_filter(web: Browsing, app_data: AppData) -> None:
+    """Undo focuses the restored row; a save keeps focus in its field; a filter keeps it."""
+    alice, shown = await seed(app_data)
+    page = await memories_page(web, alice)
+
+    await row(page, shown[1]).get_by_role("button", name=f"Delete {shown[1]}").click()
+    placeholder = page.locator("li.memory-row-deleted")
+    await expect(row(page, shown[2])).to_be_focused()
+    await placeholder.get_by_role("button", name="Undo").click()
+    await expect(placeholder).to_have_count(0)
+    await expect(row(page, shown[1])).to_be_focused()
+    await expect(page.locator("#status")).to_have_text(f"Restored “{shown[1]}”.")
+
+    await page.keyboard.press("e")
+    importance = row(page, shown[1]).get_by_label("Importance")
+    await expect(importance).to_be_focused()
+    await importance.fill("0.9")
+    await importance.press("Enter")
+    await expect(page.locator("#status")).to_have_text("Importance set to 0.9.")
+    await expect(row(page, shown[1]).get_by_label("Importance")).to_be_focused()
+    await row(page, shown[1]).get_by_role("button", name="Add").click()  # an empty tag: 422
+    await expect(row(page, shown[1]).locator(".alert")).to_be_visible()
+    await expect(row(page, shown[1]).get_by_label(f"New tag for {shown[1]}")).to_be_focused()
+
+    await page.get_by_label("Sort by").focus()
+    await page.get_by_label("Sort by").select_option("-importance")
+    await expect(page).to_have_url(re.compile(r"sort=-importance"))
+    await expect(page.locator(".memory-key").first).to_have_text(shown[1])
+    await expect(page.get_by_label("Sort by")).to_be_focused()
+    unexpected = [error for error in web.errors() if " 422 (Unprocessable" not in error]
+    assert not unexpected, unexpected
