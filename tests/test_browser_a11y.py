@@ -72,6 +72,8 @@ SCREENS = (
     Screen("memories-editing", "/memories?edit={detail}"),
     Screen("detail", "/memories/{detail}"),
     Screen("trash", "/trash"),
+    Screen("trash-purge", "/trash/purge"),
+    Screen("users", "/users"),
     Screen("row-deleted", "/memories", press=("j", "d"), wait_for="#status .flash"),
     Screen("shortcuts", "/memories", press=("?",), wait_for="dialog[open]"),
 )
