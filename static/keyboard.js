@@ -141,12 +141,13 @@
 
   // --- Focus after htmx swaps ----------------------------------------------------------
   // What a request will replace is known before it is sent; where focus goes is decided
-  // once the new content is in, by ids (the element that sent the request may be gone by then).
+  // once the new content is in, by ids (the element that sent the request may be gone).
 
   let plan = null;
 
   document.addEventListener("htmx:beforeRequest", (event) => {
     const elt = event.detail.elt;
+    plan = null;
     if (!(elt instanceof Element)) return;
     const row = elt.closest(ROW);
     const id = row?.dataset.memoryId;
