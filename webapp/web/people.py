@@ -115,9 +115,11 @@ async def create_user_form(request: Request, db: DatabaseDep, visitor: CheckedAd
     message = f"Created {'admin' if data.is_admin else 'user'} {data.username}."
     response = redirect(request, target, message=message)
     if is_htmx(request):
+        # htmx would follow a 303 and swap the whole new page into the form; the new user's
+        # page is a new page, so htmx loads it (with the same flash message) instead.
         response.status_code = 200
-        response.headers["HX-Redirect"] = target
         del response.headers["location"]
+        response.headers["HX-Redirect"] = target
     return response
 
 
