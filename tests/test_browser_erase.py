@@ -29,7 +29,8 @@ async def _erase_page(web: Browsing, app_data: AppData, *, java_script_enabled: 
     await page.fill("input[name=confirm_username]", "vicbrowse")
     await page.get_by_role("button", name="Erase vicbrowser for good").click()
     await expect(page.locator("#erase-error")).to_contain_text("Type the username 'vicbrowser'")
-    await expect(page.locator("input[name=confirm_username]")).to_have_attribute("aria-invalid", "true")
+    confirm = page.locator("input[name=confirm_username]")
+    await expect(confirm).to_have_attribute("aria-invalid", "true")
     if java_script_enabled:
         await screenshot(page, "erase-wrong-confirmation")
 

@@ -42,13 +42,31 @@ from webapp.models import (
 )
 from webapp.models_admin import AdminAction, AdminEvent
 from webapp.services.auth import throttle_keys
-from webapp.services.fulltext import FTS_TABLE
+from webapp.services.fulltext import FTS_TABLE, OWNER_PREFIX, SQLITE_TRIGGERS, TAG_TABLE
 from webapp.services.principal import Principal
 from webapp.types import utcnow
 from webapp.validation import validate_username
 
 _PRAGMA_SECURE_DELETE = text("PRAGMA secure_delete = ON")
 _FTS_OPTIMIZE = text(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('optimize')")
+_DELETE_TRIGGER = "long_term_memory_ad_search"
+# What the delete trigger does row by row, for all of a user's rows in one statement each:
+# FTS5 writes its pending changes out at every statement boundary, and inside a trigger
+# every row is one, so deleting 30,000 rows through the trigger took over a minute.
+_SQLITE_UNINDEX = (
+    text(f"DROP TRIGGER {_DELETE_TRIGGER}"),
+    text(
+        f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, key, content, owner) "
+        f"SELECT 'delete', id, key, content, '{OWNER_PREFIX}' || user_id "
+        "FROM long_term_memory WHERE user_id = :user_id"
+    ),
+    text(
+        f"DELETE FROM {TAG_TABLE} WHERE (tag, memory_id) IN (SELECT each.value, m.id "
+        "FROM long_term_memory AS m, json_each(m.tags) AS each WHERE m.user_id = :user_id)"
+    ),
+    text("DELETE FROM long_term_memory WHERE user_id = :user_id"),
+    text(SQLITE_TRIGGERS[_DELETE_TRIGGER]),
+)
 _memories: Table = LongTermMemory.__table__  # type: ignore[attr-defined]
 _events: Table = MemoryEvent.__table__  # type: ignore[attr-defined]
 _tokens: Table = ApiToken.__table__  # type: ignore[attr-defined]
@@ -177,7 +195,11 @@ async def _erase(session: AsyncSession, preview: ErasurePreview, principal: Prin
         .where(col(AdminEvent.actor_user_id) == uid)
         .values(actor=ERASED_ACTOR, actor_user_id=None)
     )
-    await session.execute(delete(LongTermMemory).where(col(LongTermMemory.user_id) == uid))
+    if sqlite:
+        for statement in _SQLITE_UNINDEX:  # the trigger is back before the commit
+            await session.execute(statement, {"user_id": uid})
+    else:
+        await session.execute(delete(LongTermMemory).where(col(LongTermMemory.user_id) == uid))
     await session.execute(delete(ApiToken).where(col(ApiToken.user_id) == uid))
     await session.execute(delete(WebSession).where(col(WebSession.user_id) == uid))
     user_key = throttle_keys(preview.username, "")[0]
