@@ -3,7 +3,8 @@
 The floor deletes the second-heaviest user's rows by hand with the raw driver (the same
 DELETEs, no preview, no scrubbing, no audit record; on SQLite the same set-wise full-text
 and tag index upkeep as the erasure's); on SQLite it then runs the FTS5 'optimize'
-alone, the index rewrite the erasure needs so that no erased word stays in the index. Then `erase_user` erases the heaviest user. Destructive: point it at copies.
+alone, the index rewrite the erasure needs so that no erased word stays in the index.
+Then `erase_user` erases the heaviest user. Destructive: point it at copies.
 
     createdb -h 127.0.0.1 -U postgres -T bench1m bench_erase
     cp /work/bench-data/m1m.db /tmp/erase.db
@@ -25,7 +26,7 @@ from sqlalchemy.engine import make_url
 
 from webapp import migrate
 from webapp.db import Database, create_engine
-from webapp.services.erase import _SQLITE_UNINDEX, erase_user
+from webapp.services.erase import SQLITE_UNINDEX, erase_user
 from webapp.services.fulltext import FTS_TABLE
 from webapp.services.principal import Principal
 from webapp.settings import Settings
@@ -53,7 +54,7 @@ def sqlite_floor(path: str) -> tuple[list[tuple[str, int, int]], float, float]:
         conn.execute("BEGIN IMMEDIATE")
         for statement in FLOOR[:1]:
             conn.execute(statement.format(p="?"), (users[1][1],))
-        for unindex in _SQLITE_UNINDEX:  # the rows themselves, as the erasure removes them
+        for unindex in SQLITE_UNINDEX:  # the rows themselves, as the erasure removes them
             conn.execute(unindex.text, {"user_id": users[1][1]})
         for statement in FLOOR[2:]:
             conn.execute(statement.format(p="?"), (users[1][1],))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,9 +62,12 @@ async def test_wrong_confirmation_is_422_with_the_message_and_changes_nothing(
 
 
 async def test_right_confirmation_erases_and_redirects_with_the_counts(
-    session: AsyncSession, visitor: Visitor
+    session: AsyncSession, visitor: Visitor, open_visitor: Callable[[], Visitor]
 ) -> None:
     await _two_users(session)
+    ann_browser = open_visitor()
+    await ann_browser.log_in("ann")
+    assert (await ann_browser.get("/memories")).status_code == 200
     await visitor.log_in("root")
     await visitor.get("/users/ann/erase")
     response = await visitor.post("/users/ann/erase", {"confirm_username": "ann"})
@@ -76,6 +81,8 @@ async def test_right_confirmation_erases_and_redirects_with_the_counts(
     assert await _count(session, LongTermMemory) == 0
     assert await _count(session, AdminEvent) == 1
     assert (await visitor.get("/users/ann/erase")).status_code == 404
+    logged_out = await ann_browser.get("/memories")
+    assert logged_out.status_code == 303 and logged_out.headers["location"].startswith("/login")
 
 
 async def test_htmx_success_sends_the_browser_to_the_users_list(

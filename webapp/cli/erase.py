@@ -27,7 +27,11 @@ def erase_user_command(username: str, yes: bool) -> None:
     click.echo(describe(found))
     if found.refusal:
         raise click.ClickException(found.refusal)
-    typed = username if yes else click.prompt("Type the username to confirm", default="", err=True)
+    typed = (
+        username
+        if yes
+        else click.prompt("Type the username to confirm", default="", show_default=False, err=True)
+    )
 
     async def erase(db: Database, _settings: Settings) -> ErasurePreview:
         return await erase_user(db, principal=CLI_ACTOR, username=username, confirm_username=typed)

@@ -53,7 +53,7 @@ _DELETE_TRIGGER = "long_term_memory_ad_search"
 # What the delete trigger does row by row, for all of a user's rows in one statement each:
 # FTS5 writes its pending changes out at every statement boundary, and inside a trigger
 # every row is one, so deleting 30,000 rows through the trigger took over a minute.
-_SQLITE_UNINDEX = (
+SQLITE_UNINDEX = (
     text(f"DROP TRIGGER {_DELETE_TRIGGER}"),
     text(
         f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, key, content, owner) "
@@ -196,7 +196,7 @@ async def _erase(session: AsyncSession, preview: ErasurePreview, principal: Prin
         .values(actor=ERASED_ACTOR, actor_user_id=None)
     )
     if sqlite:
-        for statement in _SQLITE_UNINDEX:  # the trigger is back before the commit
+        for statement in SQLITE_UNINDEX:  # the trigger is back before the commit
             await session.execute(statement, {"user_id": uid})
     else:
         await session.execute(delete(LongTermMemory).where(col(LongTermMemory.user_id) == uid))
