@@ -26,6 +26,7 @@ from tests.browser_support import AppData, Browsing, LiveServer, chromium, fetch
 from webapp import migrate
 from webapp.db import create_engine, create_sessionmaker
 from webapp.models import ApiToken, LoginThrottle, LongTermMemory, MemoryEvent, User, WebSession
+from webapp.models_admin import AdminEvent
 from webapp.settings import Settings
 
 if TYPE_CHECKING:
@@ -131,7 +132,15 @@ async def db(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
     """The migrated engine; every table is emptied after the test."""
     yield engine
     async with engine.begin() as conn:
-        for model in (MemoryEvent, ApiToken, WebSession, LoginThrottle, LongTermMemory, User):
+        for model in (
+            AdminEvent,
+            MemoryEvent,
+            ApiToken,
+            WebSession,
+            LoginThrottle,
+            LongTermMemory,
+            User,
+        ):
             await conn.execute(delete(model))
 
 

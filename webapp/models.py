@@ -411,3 +411,6 @@ class LoginThrottle(SQLModel, table=True):
     failures: int = Field(sa_column=Column(Integer, nullable=False))
     window_started_at: datetime = Field(sa_column=_utc_column(nullable=False))
     locked_until: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+from webapp.models_admin import AdminEvent as AdminEvent  # noqa: E402  (in `metadata` too)

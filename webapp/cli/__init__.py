@@ -1,4 +1,4 @@
-"""The `memory-admin` command: serve, demo, migrate, users, tokens, import and export.
+"""The `memory-admin` command: serve, demo, migrate, users, tokens, import, export, erase.
 
 Every failure is one line on standard error and a non-zero exit, never a traceback
 (set MEMORY_ADMIN_DEBUG=1 to see one). The commands live in this package's modules
@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from webapp.cli.common import PROG
 from webapp.cli.data import export, import_, migrate, purge
+from webapp.cli.erase import erase_user_command
 from webapp.cli.serve import demo, serve
 from webapp.cli.tokens import token
 from webapp.cli.users import createuser, passwd, users
@@ -31,7 +32,19 @@ def cli() -> None:
     """
 
 
-for _command in (serve, demo, migrate, createuser, passwd, users, token, import_, purge, export):
+for _command in (
+    serve,
+    demo,
+    migrate,
+    createuser,
+    passwd,
+    users,
+    token,
+    import_,
+    purge,
+    export,
+    erase_user_command,
+):
     cli.add_command(_command)
 
 

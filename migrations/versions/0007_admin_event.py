@@ -1,0 +1,39 @@
+"""The admin audit trail: admin_event, one row per erasure of a user (no content in it).
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-04
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+JSON_TYPE = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "admin_event",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("action", sa.String(length=32), nullable=False),
+        sa.Column("actor", sa.String(length=200), nullable=False),
+        sa.Column("actor_user_id", sa.Integer(), nullable=True),
+        sa.Column("subject_user_id", sa.Integer(), nullable=True),
+        sa.Column("details", JSON_TYPE, nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_admin_event")),
+    )
+    op.create_index("ix_admin_event_created_at", "admin_event", ["created_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_admin_event_created_at", table_name="admin_event")
+    op.drop_table("admin_event")
