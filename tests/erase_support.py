@@ -10,7 +10,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.factories import make_user
 from webapp.db import Database
 from webapp.models import MemoryCreate, MemoryUpdate, User
 from webapp.services.memories import remember, update_memory
@@ -93,6 +92,3 @@ async def plant(engine: AsyncEngine, *, session_user: User, word: str) -> int:
         changes=MemoryUpdate(content=f"now {word} twice {word}"),
     )
     return memory_id
-
-
-__all__ = ["make_user", "places_holding", "plant"]

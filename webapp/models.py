@@ -335,7 +335,13 @@ class MemoryEvent(SQLModel, table=True):
     """
 
     __tablename__ = "memory_event"
-    __table_args__ = (Index("ix_memory_event_memory_id_id", "memory_id", "id"),)
+    __table_args__ = (
+        Index("ix_memory_event_memory_id_id", "memory_id", "id"),
+        # Erasing a user finds the events they wrote (and the foreign keys' SET NULL finds
+        # them on deleting the user and their tokens) without a scan of the whole trail.
+        Index("ix_memory_event_actor_user_id", "actor_user_id"),
+        Index("ix_memory_event_actor_token_id", "actor_token_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     memory_id: int = Field(sa_column=Column(Integer, nullable=False))

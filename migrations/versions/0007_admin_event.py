@@ -1,4 +1,5 @@
-"""The admin audit trail: admin_event, one row per erasure of a user (no content in it).
+"""The admin audit trail: admin_event, one row per erasure of a user (no content in it);
+indexes on the authors of memory events, which an erasure scrubs.
 
 Revision ID: 0007
 Revises: 0006
@@ -32,8 +33,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_admin_event")),
     )
     op.create_index("ix_admin_event_created_at", "admin_event", ["created_at"])
+    op.create_index("ix_memory_event_actor_user_id", "memory_event", ["actor_user_id"])
+    op.create_index("ix_memory_event_actor_token_id", "memory_event", ["actor_token_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_memory_event_actor_token_id", table_name="memory_event")
+    op.drop_index("ix_memory_event_actor_user_id", table_name="memory_event")
     op.drop_index("ix_admin_event_created_at", table_name="admin_event")
     op.drop_table("admin_event")
