@@ -80,7 +80,7 @@ async def revert(
         )
         return await _detail(request, db, current, status=409, revert_error=f"{exc}.")
     message = (
-        f"Reverted to the version of event {event_id} (now version {result.memory.version})."
+        f"Reverted to an earlier version (saved as version {result.memory.version})."
         if result.changed
         else "Nothing to revert: that version is the same as the current one."
     )
