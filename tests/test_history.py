@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webapp.db import Database
@@ -259,3 +259,29 @@ async def test_an_agents_event_names_its_token(database: Database) -> None:
     )
     actor = history.entries[0].actor
     assert (actor.kind, actor.name, actor.owner) == ("agent", "laptop agent", "ann")
+
+
+async def test_a_long_history_costs_two_queries_a_page(database: Database, db: AsyncEngine) -> None:
+    """One query for the page of events and one for every actor's name, however many
+    events and actors (older pages add one for the newer events' changes)."""
+    ann, _, root = await _people(database)
+    memory_id = await _create(database, ann, content="c0")
+    for n in range(1, 60):
+        await _edit(database, ann if n % 2 else root, memory_id, content=f"c{n}")
+    memory = await _memory(database, ann, memory_id)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(db.sync_engine, "before_cursor_execute", count)
+    try:
+        first = await memory_history(database, principal=root, memory=memory)
+        queries_first = len(statements)
+        await memory_history(database, principal=root, memory=memory, before=first.older)
+    finally:
+        event.remove(db.sync_engine, "before_cursor_execute", count)
+    assert len(first.entries) == 50
+    assert {entry.actor.name for entry in first.entries} == {"ann", "root"}
+    assert queries_first == 2
+    assert len(statements) == 2 + 3
