@@ -13,9 +13,11 @@ from fastapi.responses import Response
 
 from webapp.db import Database
 from webapp.errors import InvalidInput
+from webapp.ids import positive_int4
 from webapp.models import LongTermMemory
 from webapp.services.browse import Page, browse
 from webapp.services.cursors import CursorSigner
+from webapp.services.history import memory_history
 from webapp.services.memories import get_memory
 from webapp.services.users import usernames
 from webapp.web.deps import (
@@ -99,7 +101,16 @@ async def show_memory(
     memory = await get_memory(
         db, principal=visitor.principal, memory_id=memory_id, include_deleted=True
     )
-    return await detail_page(request, db, memory)
+    return await detail_page(request, db, memory, before=before_event(request))
+
+
+def before_event(request: Request) -> int | None:
+    """The history page asked for: ?before=EVENT_ID (None: the newest events)."""
+    text = request.query_params.get("before", "")
+    before = positive_int4(text)
+    if text and before is None:
+        raise InvalidInput("before: give the number of an event of this memory's history")
+    return before
 
 
 def _current_list(request: Request) -> str:
@@ -169,10 +180,16 @@ async def detail_page(
     *,
     status: int = 200,
     return_to: str | None = None,
+    before: int | None = None,
+    block: str | None = None,
     **editor: Any,
 ) -> Response:
-    """The detail page; return_to is where its edit forms lead back to (itself by default)."""
+    """The detail page with a page of the memory's history (the newest, or the events
+    older than `before`); return_to is where its edit forms lead back to (itself by
+    default); block: only that part of it for htmx."""
+    visitor: Visitor = request.state.visitor
     owners = await usernames(db, user_ids=[memory.user_id])
+    history = await memory_history(db, principal=visitor.principal, memory=memory, before=before)
     own_path = request.app.url_path_for("show_memory", memory_id=memory.id)
     return render(
         request,
@@ -182,7 +199,10 @@ async def detail_page(
             "owner": owners.get(memory.user_id, "?"),
             "return_to": return_to or own_path,
             "view": "detail",
+            "history": history,
+            "before": before,
             **editor,
         },
+        block=block,
         status_code=status,
     )

@@ -23,6 +23,7 @@ from webapp.errors import InvalidInput, NotFound, VersionConflict
 from webapp.ids import positive_int4
 from webapp.models import LongTermMemory, MemoryUpdate
 from webapp.services import edits
+from webapp.services.history import memory_history
 from webapp.services.memories import delete_memory, get_memory, restore_memory, update_memory
 from webapp.validation import number_from_text, validate_tags
 from webapp.web.deps import CheckedVisitor, DatabaseDep, MemoryIdPath, Visitor, safe_next
@@ -88,6 +89,10 @@ async def _editor_response(
         return await detail_page(
             request, db, memory, status=status, return_to=_return_to(form, memory.id or 0), **editor
         )
+    history = None
+    if view == "detail":  # the page's history shows the edit too
+        principal = request.state.visitor.principal
+        history = await memory_history(db, principal=principal, memory=memory)
     return render(
         request,
         "memories/_editor.html",
@@ -95,6 +100,7 @@ async def _editor_response(
             "memory": memory,
             "view": view,
             "return_to": _return_to(form, memory.id or 0),
+            "history_oob": history,
             **editor,
         },
         status_code=status,
