@@ -43,6 +43,7 @@ from webapp.models import (
 from webapp.models_admin import AdminAction, AdminEvent
 from webapp.services.auth import throttle_keys
 from webapp.services.fulltext import FTS_TABLE, OWNER_PREFIX, SQLITE_TRIGGERS, TAG_TABLE
+from webapp.services.people import LastAdminRefused, refuse_removing_last_admin
 from webapp.services.principal import Principal
 from webapp.types import utcnow
 from webapp.validation import validate_username
@@ -172,10 +173,14 @@ def _authored_by(user_id: int) -> ColumnElement[bool]:
 async def _refusal(session: AsyncSession, principal: Principal, user: User) -> str | None:
     if user.id == principal.user_id:
         return "You cannot erase yourself; ask another admin."
-    if user.is_admin and user.is_active:
-        admins = select(func.count()).where(col(User.is_admin), col(User.is_active))
-        if int((await session.execute(admins)).scalar_one()) <= 1:
-            return f"{user.username} is the last active admin and cannot be erased."
+    if user.is_admin and user.is_active and user.id is not None:
+        try:
+            await refuse_removing_last_admin(session, user_id=user.id)
+        except LastAdminRefused:
+            return (
+                f"{user.username} is the last active admin and cannot be erased; "
+                "make another user an admin first."
+            )
     return None
 
 
