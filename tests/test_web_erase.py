@@ -34,6 +34,10 @@ async def test_users_list_links_to_the_erase_page_with_the_counts(
     users = parse(await visitor.get("/users"))
     link = users.select_one("a.erase-link[href='/users/ann/erase']")
     assert link is not None
+    account = parse(await visitor.get("/users/ann"))
+    assert account.select_one("a[href='/users/ann/erase']") is not None
+    own_account = parse(await visitor.get("/users/root"))
+    assert own_account.select_one("a[href='/users/root/erase']") is None, "nobody erases themselves"
     page = parse(await visitor.get("/users/ann/erase"))
     numbers = {
         key: page.select_one(f"#erase-{key}").get_text(strip=True)
