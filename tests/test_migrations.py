@@ -31,6 +31,7 @@ APP_TABLES = {
     "api_token",
     "web_session",
     "login_throttle",
+    "namespace_summary",
 }
 GIN_INDEX = "ix_long_term_memory_tags_gin"
 

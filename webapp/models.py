@@ -172,6 +172,17 @@ class LongTermMemory(MemoryBase, table=True):
             sqlite_where=text("is_deleted IS 0 AND expires_at IS NOT NULL"),
             postgresql_where=text("is_deleted IS false AND expires_at IS NOT NULL"),
         ),
+        # The expired rows of a user, by namespace, with their importance, from the index
+        # alone: the namespace tree subtracts them from the maintained summary.
+        Index(
+            "ix_long_term_memory_namespace_expiry",
+            "user_id",
+            "expires_at",
+            "namespace",
+            "importance",
+            sqlite_where=text("is_deleted IS 0 AND expires_at IS NOT NULL"),
+            postgresql_where=text("is_deleted IS false AND expires_at IS NOT NULL"),
+        ),
         # The audit trail outlives purged rows, so an id must never be handed out twice.
         {"sqlite_autoincrement": True},
     )
@@ -398,3 +409,18 @@ class LoginThrottle(SQLModel, table=True):
     failures: int = Field(sa_column=Column(Integer, nullable=False))
     window_started_at: datetime = Field(sa_column=_utc_column(nullable=False))
     locked_until: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class NamespaceSummary(SQLModel, table=True):
+    """Per user and namespace: the memories not deleted (and their importance summed) and
+    the deleted ones. Kept by database triggers (webapp.services.namespace_summary)."""
+
+    __tablename__ = "namespace_summary"
+
+    user_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    )
+    namespace: str = Field(sa_column=Column(String(200), primary_key=True))
+    live_count: int = Field(sa_column=Column(Integer, nullable=False))
+    deleted_count: int = Field(sa_column=Column(Integer, nullable=False))
+    live_importance_sum: float = Field(sa_column=Column(Float, nullable=False))

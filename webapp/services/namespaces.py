@@ -6,16 +6,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, case, func, select
+from sqlalchemy import false, func, or_, select
 from sqlmodel import col
 
 from webapp.db import Database
-from webapp.models import LongTermMemory, User
-from webapp.services.filters import state_condition
+from webapp.models import LongTermMemory, NamespaceSummary, User
 from webapp.services.principal import Principal
 from webapp.types import utcnow
 
 _c = LongTermMemory.__table__.c  # type: ignore[attr-defined]
+_s = NamespaceSummary.__table__.c  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -58,41 +58,63 @@ class NamespaceHealth:
 async def namespace_health(
     db: Database, *, principal: Principal, user: str | None = None
 ) -> list[NamespaceHealth]:
-    """Every namespace principal can see (of one user, if given), sorted by name."""
+    """Every namespace principal can see (of one user, if given), sorted by name.
+
+    The counts come from the maintained summary (webapp.services.namespace_summary); the
+    expired rows among the live ones are counted now, from their partial index, and the
+    last write is each namespace's newest updated_at, from the (user, namespace) index.
+    Over several users a namespace's figures are the sum of theirs.
+    """
     now = utcnow()
-
-    def counted(state: str) -> Any:
-        return func.sum(case((state_condition(state, now=now), 1), else_=0)).cast(Integer)
-
-    query = (
-        select(
-            _c.namespace,
-            counted("active"),
-            counted("expired"),
-            counted("deleted"),
-            func.sum(case((state_condition("active", now=now), _c.importance), else_=0.0)),
-            func.max(_c.updated_at),
-        )
-        .where(principal.visible())
-        .group_by(_c.namespace)
-        .order_by(_c.namespace)
-    )
+    owners: list[Any] = []
     if user is not None:
-        owner = select(col(User.id)).where(col(User.username) == user).scalar_subquery()
-        query = query.where(_c.user_id == owner)
-    async with db.read() as session:
-        rows = (await session.execute(query)).all()
-    return [
-        NamespaceHealth(
-            namespace=namespace,
-            active=int(active or 0),
-            expired=int(expired or 0),
-            deleted=int(deleted or 0),
-            importance_sum=float(importance or 0.0),
-            last_write=last_write,
+        owners.append(select(col(User.id)).where(col(User.username) == user).scalar_subquery())
+    if not principal.sees_everyone:
+        owners.append(principal.own_user_id)
+    last_write = (
+        select(func.max(_c.updated_at))
+        .where(_c.user_id == _s.user_id, _c.namespace == _s.namespace)
+        .scalar_subquery()
+    )
+    summary = select(
+        _s.namespace, _s.live_count, _s.deleted_count, _s.live_importance_sum, last_write
+    ).where(or_(_s.live_count > 0, _s.deleted_count > 0))
+    expired = (
+        select(_c.namespace, func.count(), func.sum(_c.importance))
+        .where(
+            _c.is_deleted.is_(false()),
+            _c.expires_at.is_not(None),
+            _c.expires_at <= now,
         )
-        for namespace, active, expired, deleted, importance, last_write in rows
-    ]
+        .group_by(_c.namespace)
+    )
+    for owner in owners:
+        summary = summary.where(_s.user_id == owner)
+        expired = expired.where(_c.user_id == owner)
+    async with db.read() as session:
+        rows = (await session.execute(summary)).all()
+        expired_rows = (await session.execute(expired)).all()
+    found: dict[str, NamespaceHealth] = {}
+    for namespace, live, deleted, importance, written in rows:
+        node = found.setdefault(namespace, NamespaceHealth(namespace=namespace))
+        node.add(
+            NamespaceHealth(
+                namespace=namespace,
+                active=int(live),
+                deleted=int(deleted),
+                importance_sum=float(importance),
+                last_write=written,
+            )
+        )
+    for namespace, count, importance in expired_rows:
+        node = found.setdefault(namespace, NamespaceHealth(namespace=namespace))
+        node.active -= int(count)
+        node.expired += int(count)
+        node.importance_sum -= float(importance or 0.0)
+    for node in found.values():
+        if node.active <= 0:
+            node.importance_sum = 0.0
+    return [found[name] for name in sorted(found)]
 
 
 def as_tree(namespaces: list[NamespaceHealth]) -> list[NamespaceHealth]:
