@@ -74,7 +74,8 @@ deltas AS (
             SUM(sign * CASE WHEN is_deleted THEN 1 ELSE 0 END)::int AS deleted,
             SUM(sign * CASE WHEN is_deleted THEN 0 ELSE importance END) AS importance
         FROM changed GROUP BY user_id, namespace
-    )
+    )"""
+_PG_UPSERT = """
     INSERT INTO namespace_summary AS s
         (user_id, namespace, live_count, deleted_count, live_importance_sum)
     SELECT user_id, namespace, live, deleted, importance FROM deltas
@@ -84,6 +85,15 @@ deltas AS (
         deleted_count = s.deleted_count + excluded.deleted_count,
         live_importance_sum = CASE WHEN s.live_count + excluded.live_count = 0 THEN 0
             ELSE s.live_importance_sum + excluded.live_importance_sum END;"""
+_PG_SUBTRACT = """
+    UPDATE namespace_summary AS s SET
+        live_count = s.live_count + d.live,
+        deleted_count = s.deleted_count + d.deleted,
+        live_importance_sum = CASE WHEN s.live_count + d.live = 0 THEN 0
+            ELSE s.live_importance_sum + d.importance END
+    FROM deltas AS d WHERE s.user_id = d.user_id AND s.namespace = d.namespace;"""
+"""Deleted rows only ever lower existing figures; when a user is removed, the cascade may
+have removed their summary rows first, and nothing is to be (re)inserted for them."""
 _PG_EMPTIED = """
     DELETE FROM namespace_summary AS s
     USING (SELECT DISTINCT user_id, namespace FROM old_rows) AS k
@@ -98,11 +108,11 @@ BEGIN
     ELSIF TG_OP = 'INSERT' THEN
         WITH changed AS (
             SELECT user_id, namespace, is_deleted, importance, 1 AS sign FROM new_rows
-        ), {_PG_DELTAS}
+        ), {_PG_DELTAS} {_PG_UPSERT}
     ELSIF TG_OP = 'DELETE' THEN
         WITH changed AS (
             SELECT user_id, namespace, is_deleted, importance, -1 AS sign FROM old_rows
-        ), {_PG_DELTAS} {_PG_EMPTIED}
+        ), {_PG_DELTAS} {_PG_SUBTRACT} {_PG_EMPTIED}
     ELSE
         WITH moved AS (
             SELECT o.user_id AS old_user, o.namespace AS old_ns, o.is_deleted AS old_deleted,
@@ -115,7 +125,7 @@ BEGIN
             SELECT user_id, namespace, is_deleted, importance, 1 AS sign FROM moved
             UNION ALL
             SELECT old_user, old_ns, old_deleted, old_importance, -1 FROM moved
-        ), {_PG_DELTAS} {_PG_EMPTIED}
+        ), {_PG_DELTAS} {_PG_UPSERT} {_PG_EMPTIED}
     END IF;
     RETURN NULL;
 END $$"""

@@ -135,3 +135,37 @@ def as_tree(namespaces: list[NamespaceHealth]) -> list[NamespaceHealth]:
             if name == health.namespace:
                 node.is_namespace = True
     return [tree[name] for name in sorted(tree, key=lambda name: name.split("/"))]
+
+
+@dataclass
+class NamespaceNode:
+    """One node of the namespace tree: a `/` segment, its own memories (when it is a
+    namespace itself) and its subtree's totals (its own and every namespace below it)."""
+
+    path: str
+    own: NamespaceHealth | None
+    total: NamespaceHealth
+    children: list[NamespaceNode]
+
+    @property
+    def segment(self) -> str:
+        """The last segment of the path, the name shown under its parent."""
+        return self.path.rsplit("/", 1)[-1]
+
+
+def namespace_tree(namespaces: list[NamespaceHealth]) -> list[NamespaceNode]:
+    """The top-level nodes of namespaces' tree, every level in name order."""
+    own = {health.namespace: health for health in namespaces}
+    totals = as_tree(namespaces)
+    nodes = {
+        total.namespace: NamespaceNode(
+            path=total.namespace, own=own.get(total.namespace), total=total, children=[]
+        )
+        for total in totals
+    }
+    roots: list[NamespaceNode] = []
+    for total in totals:  # parents come before their children
+        node = nodes[total.namespace]
+        parent, _, _ = total.namespace.rpartition("/")
+        (nodes[parent].children if parent in nodes else roots).append(node)
+    return roots
