@@ -88,19 +88,25 @@ async def test_links_filter_the_browser_by_namespace_and_subtree(
     assert listed.select_one(".count").get_text(strip=True).startswith("3 ")
 
 
-async def test_admin_sees_every_user_and_can_pick_one(
+async def test_admin_chooses_a_user_from_those_with_memories(
     session: AsyncSession, visitor: Visitor
 ) -> None:
     await _alice_and_bob(session)
     await make_user(session, username="root", is_admin=True)
     await visitor.log_in("root")
     page = parse(await visitor.get("/namespaces"))
-    assert page.select_one("h1").get_text(strip=True) == "Namespaces of every user"
-    assert {"bobs", "projects"} <= {
-        node["data-namespace"] for node in page.select("ul.ns-root > li")
+    assert page.select_one("h1").get_text(strip=True) == "Namespaces: choose a user"
+    rows = {
+        row.select_one("th a").get_text(): [td.get_text() for td in row.select("td")]
+        for row in page.select(".ns-owners tbody tr")
     }
+    assert rows == {"alice": ["3", "4", "1"], "bob": ["1", "1", "0"]}, "root has none"
     assert page.select_one("form input[name=user]") is not None
-    assert "user=" not in _node(page, "bobs/notes").select_one(".ns-exact")["href"]
+    bob = parse(await visitor.get(page.select_one(".ns-owners a[href$='user=bob']")["href"]))
+    assert [node["data-namespace"] for node in bob.select("li.ns-item")] == [
+        "bobs",
+        "bobs/notes",
+    ]
     missing = await visitor.get("/namespaces?user=nobody")
     assert missing.status_code == 404
 

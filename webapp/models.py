@@ -163,19 +163,11 @@ class LongTermMemory(MemoryBase, table=True):
         ).ddl_if(dialect="postgresql"),
         # Rows that expire and are not deleted, by user and expiry: what expires soon
         # (dashboard, expiring_within) and the expired ones, counted from the index
-        # alone. Partial, so that no query for active rows is tempted to start
-        # from `expires_at IS NULL` (SQLite's statistics take it for a rare value).
+        # alone (per namespace, with their importance, for the namespace tree). Partial,
+        # so that no query for active rows is tempted to start from `expires_at IS
+        # NULL` (SQLite's statistics take it for a rare value).
         Index(
             "ix_long_term_memory_expiry",
-            "user_id",
-            "expires_at",
-            sqlite_where=text("is_deleted IS 0 AND expires_at IS NOT NULL"),
-            postgresql_where=text("is_deleted IS false AND expires_at IS NOT NULL"),
-        ),
-        # The expired rows of a user, by namespace, with their importance, from the index
-        # alone: the namespace tree subtracts them from the maintained summary.
-        Index(
-            "ix_long_term_memory_namespace_expiry",
             "user_id",
             "expires_at",
             "namespace",

@@ -6,7 +6,7 @@ and namespace, the rows that are not deleted (with their importance summed) and 
 deleted ones; database triggers keep it in step with `long_term_memory` on every write,
 whichever code path makes it (the service layer, bulk statements, import, purge, the
 cascade of a user's removal). What depends on the time is not stored: the expired rows
-among the live ones are counted when read (ix_long_term_memory_namespace_expiry), and the
+among the live ones are counted when read (ix_long_term_memory_expiry), and the
 last write is read from the (user_id, namespace, updated_at) index.
 
 The trigger SQL lives here only: the migration creates it, the fast import drops it for

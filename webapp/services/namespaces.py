@@ -169,3 +169,37 @@ def namespace_tree(namespaces: list[NamespaceHealth]) -> list[NamespaceNode]:
         parent, _, _ = total.namespace.rpartition("/")
         (nodes[parent].children if parent in nodes else roots).append(node)
     return roots
+
+
+@dataclass
+class NamespaceOwner:
+    """A user with memories, for the admin's choice of whose namespaces to see."""
+
+    username: str
+    namespaces: int
+    live: int
+    deleted: int
+
+
+async def namespace_owners(db: Database, *, principal: Principal) -> list[NamespaceOwner]:
+    """Every user principal may see who has memories, by name, from the summary."""
+    query = (
+        select(
+            col(User.username),
+            func.count(),
+            func.sum(_s.live_count),
+            func.sum(_s.deleted_count),
+        )
+        .join(User, col(User.id) == _s.user_id)
+        .where(or_(_s.live_count > 0, _s.deleted_count > 0))
+        .group_by(col(User.username))
+        .order_by(col(User.username))
+    )
+    if not principal.sees_everyone:
+        query = query.where(_s.user_id == principal.own_user_id)
+    async with db.read() as session:
+        rows = (await session.execute(query)).all()
+    return [
+        NamespaceOwner(username=name, namespaces=int(count), live=int(live), deleted=int(gone))
+        for name, count, live, gone in rows
+    ]

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from webapp.errors import NotFound
-from webapp.services.namespaces import namespace_health, namespace_tree
+from webapp.services.namespaces import namespace_health, namespace_owners, namespace_tree
 from webapp.services.users import resolve_user
 from webapp.web.deps import CurrentVisitor, DatabaseDep
 from webapp.web.render import render
@@ -21,12 +21,15 @@ async def show_namespaces(
     visitor: CurrentVisitor,
     user: str | None = Query(default=None, max_length=150),
 ) -> Response:
-    """The tree of namespaces with counts per state, mean importance and last write.
+    """The tree of one user's namespaces: counts per state, mean importance, last write.
 
-    An ordinary user sees their own; an admin sees every user's namespaces together, or
-    one user's with `user=`. A user the visitor may not see is a 404, as an unknown one.
+    An ordinary user sees their own. An admin picks a user (`user=`) from the list of
+    users with memories; a user the visitor may not see is a 404, as an unknown one.
     """
     user = (user or "").strip() or None
+    if user is None and visitor.user.is_admin:
+        owners = await namespace_owners(db, principal=visitor.principal)
+        return render(request, "namespaces.html", {"owners": owners, "user": None})
     if user is not None:
         if await resolve_user(db, principal=visitor.principal, username=user) is None:
             raise NotFound(f"no user named {user!r}")
