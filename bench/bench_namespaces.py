@@ -9,6 +9,7 @@ the same run:
     S0 the old GROUP BY               what it replaced (a GROUP BY over the user's rows)
     S2 namespace_health() as admin    every user's namespaces together (the admin's view)
     S3 the old GROUP BY, every user
+    H0 GET /healthz                   the HTTP floor: the server's round trip, no page
     H1 GET /namespaces?user=HEAVY     the page over HTTP (uvicorn, one worker, keep-alive)
     H2 GET /namespaces                the admin's chooser: users with their namespace counts
     H3 every user's page at once      /namespaces?user=U for every user, CONCURRENCY clients
@@ -160,6 +161,7 @@ async def bench(name: str, url: str, args: argparse.Namespace, tmp: Path) -> dic
             pages = await time_alternately(
                 args.runs,
                 {
+                    "H0": lambda: http.get("/healthz"),
                     "H1": lambda: http.get("/namespaces", params={"user": HEAVY_USER}),
                     "H2": lambda: http.get("/namespaces"),
                 },
@@ -189,6 +191,8 @@ def report(result: dict[str, Any], users: int, concurrency: int) -> None:
             f"| {label} | {ms(s[ours].median)} | {ms(s[ours].p95)} | {ms(s[floor].median)} "
             f"| {ms(s[floor].p95)} | {ratio:.2f} | {target or ''} |"
         )
+    h0 = p["H0"]
+    print(f"| GET /healthz (HTTP floor) | {ms(h0.median)} | {ms(h0.p95)} | | | | |")
     for key, label, target in (
         ("H1", "GET /namespaces?user=heaviest", HEAVY_P95_MS),
         ("H2", "GET /namespaces (admin chooser, every user)", EVERYONE_P95_MS),
