@@ -32,6 +32,7 @@ APP_TABLES = {
     "web_session",
     "login_throttle",
     "admin_event",
+    "namespace_summary",
 }
 GIN_INDEX = "ix_long_term_memory_tags_gin"
 

@@ -176,12 +176,15 @@ class LongTermMemory(MemoryBase, table=True):
         ).ddl_if(dialect="postgresql"),
         # Rows that expire and are not deleted, by user and expiry: what expires soon
         # (dashboard, expiring_within) and the expired ones, counted from the index
-        # alone. Partial, so that no query for active rows is tempted to start
-        # from `expires_at IS NULL` (SQLite's statistics take it for a rare value).
+        # alone (per namespace, with their importance, for the namespace tree). Partial,
+        # so that no query for active rows is tempted to start from `expires_at IS
+        # NULL` (SQLite's statistics take it for a rare value).
         Index(
             "ix_long_term_memory_expiry",
             "user_id",
             "expires_at",
+            "namespace",
+            "importance",
             sqlite_where=text("is_deleted IS 0 AND expires_at IS NOT NULL"),
             postgresql_where=text("is_deleted IS false AND expires_at IS NOT NULL"),
         ),
@@ -417,6 +420,21 @@ class LoginThrottle(SQLModel, table=True):
     failures: int = Field(sa_column=Column(Integer, nullable=False))
     window_started_at: datetime = Field(sa_column=_utc_column(nullable=False))
     locked_until: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class NamespaceSummary(SQLModel, table=True):
+    """Per user and namespace: the memories not deleted (and their importance summed) and
+    the deleted ones. Kept by database triggers (webapp.services.namespace_summary)."""
+
+    __tablename__ = "namespace_summary"
+
+    user_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    )
+    namespace: str = Field(sa_column=Column(String(200), primary_key=True))
+    live_count: int = Field(sa_column=Column(Integer, nullable=False))
+    deleted_count: int = Field(sa_column=Column(Integer, nullable=False))
+    live_importance_sum: float = Field(sa_column=Column(Float, nullable=False))
 
 
 from webapp.models_admin import AdminEvent as AdminEvent  # noqa: E402  (in `metadata` too)

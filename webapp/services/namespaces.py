@@ -6,16 +6,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, case, func, select
+from sqlalchemy import false, func, or_, select
 from sqlmodel import col
 
 from webapp.db import Database
-from webapp.models import LongTermMemory, User
-from webapp.services.filters import state_condition
+from webapp.models import LongTermMemory, NamespaceSummary, User
 from webapp.services.principal import Principal
 from webapp.types import utcnow
 
 _c = LongTermMemory.__table__.c  # type: ignore[attr-defined]
+_s = NamespaceSummary.__table__.c  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -58,41 +58,63 @@ class NamespaceHealth:
 async def namespace_health(
     db: Database, *, principal: Principal, user: str | None = None
 ) -> list[NamespaceHealth]:
-    """Every namespace principal can see (of one user, if given), sorted by name."""
+    """Every namespace principal can see (of one user, if given), sorted by name.
+
+    The counts come from the maintained summary (webapp.services.namespace_summary); the
+    expired rows among the live ones are counted now, from their partial index, and the
+    last write is each namespace's newest updated_at, from the (user, namespace) index.
+    Over several users a namespace's figures are the sum of theirs.
+    """
     now = utcnow()
-
-    def counted(state: str) -> Any:
-        return func.sum(case((state_condition(state, now=now), 1), else_=0)).cast(Integer)
-
-    query = (
-        select(
-            _c.namespace,
-            counted("active"),
-            counted("expired"),
-            counted("deleted"),
-            func.sum(case((state_condition("active", now=now), _c.importance), else_=0.0)),
-            func.max(_c.updated_at),
-        )
-        .where(principal.visible())
-        .group_by(_c.namespace)
-        .order_by(_c.namespace)
-    )
+    owners: list[Any] = []
     if user is not None:
-        owner = select(col(User.id)).where(col(User.username) == user).scalar_subquery()
-        query = query.where(_c.user_id == owner)
-    async with db.read() as session:
-        rows = (await session.execute(query)).all()
-    return [
-        NamespaceHealth(
-            namespace=namespace,
-            active=int(active or 0),
-            expired=int(expired or 0),
-            deleted=int(deleted or 0),
-            importance_sum=float(importance or 0.0),
-            last_write=last_write,
+        owners.append(select(col(User.id)).where(col(User.username) == user).scalar_subquery())
+    if not principal.sees_everyone:
+        owners.append(principal.own_user_id)
+    last_write = (
+        select(func.max(_c.updated_at))
+        .where(_c.user_id == _s.user_id, _c.namespace == _s.namespace)
+        .scalar_subquery()
+    )
+    summary = select(
+        _s.namespace, _s.live_count, _s.deleted_count, _s.live_importance_sum, last_write
+    ).where(or_(_s.live_count > 0, _s.deleted_count > 0))
+    expired = (
+        select(_c.namespace, func.count(), func.sum(_c.importance))
+        .where(
+            _c.is_deleted.is_(false()),
+            _c.expires_at.is_not(None),
+            _c.expires_at <= now,
         )
-        for namespace, active, expired, deleted, importance, last_write in rows
-    ]
+        .group_by(_c.namespace)
+    )
+    for owner in owners:
+        summary = summary.where(_s.user_id == owner)
+        expired = expired.where(_c.user_id == owner)
+    async with db.read() as session:
+        rows = (await session.execute(summary)).all()
+        expired_rows = (await session.execute(expired)).all()
+    found: dict[str, NamespaceHealth] = {}
+    for namespace, live, deleted, importance, written in rows:
+        node = found.setdefault(namespace, NamespaceHealth(namespace=namespace))
+        node.add(
+            NamespaceHealth(
+                namespace=namespace,
+                active=int(live),
+                deleted=int(deleted),
+                importance_sum=float(importance),
+                last_write=written,
+            )
+        )
+    for namespace, count, importance in expired_rows:
+        node = found.setdefault(namespace, NamespaceHealth(namespace=namespace))
+        node.active -= int(count)
+        node.expired += int(count)
+        node.importance_sum -= float(importance or 0.0)
+    for node in found.values():
+        if node.active <= 0:
+            node.importance_sum = 0.0
+    return [found[name] for name in sorted(found)]
 
 
 def as_tree(namespaces: list[NamespaceHealth]) -> list[NamespaceHealth]:
@@ -113,3 +135,71 @@ def as_tree(namespaces: list[NamespaceHealth]) -> list[NamespaceHealth]:
             if name == health.namespace:
                 node.is_namespace = True
     return [tree[name] for name in sorted(tree, key=lambda name: name.split("/"))]
+
+
+@dataclass
+class NamespaceNode:
+    """One node of the namespace tree: a `/` segment, its own memories (when it is a
+    namespace itself) and its subtree's totals (its own and every namespace below it)."""
+
+    path: str
+    own: NamespaceHealth | None
+    total: NamespaceHealth
+    children: list[NamespaceNode]
+
+    @property
+    def segment(self) -> str:
+        """The last segment of the path, the name shown under its parent."""
+        return self.path.rsplit("/", 1)[-1]
+
+
+def namespace_tree(namespaces: list[NamespaceHealth]) -> list[NamespaceNode]:
+    """The top-level nodes of namespaces' tree, every level in name order."""
+    own = {health.namespace: health for health in namespaces}
+    totals = as_tree(namespaces)
+    nodes = {
+        total.namespace: NamespaceNode(
+            path=total.namespace, own=own.get(total.namespace), total=total, children=[]
+        )
+        for total in totals
+    }
+    roots: list[NamespaceNode] = []
+    for total in totals:  # parents come before their children
+        node = nodes[total.namespace]
+        parent, _, _ = total.namespace.rpartition("/")
+        (nodes[parent].children if parent in nodes else roots).append(node)
+    return roots
+
+
+@dataclass
+class NamespaceOwner:
+    """A user with memories, for the admin's choice of whose namespaces to see."""
+
+    username: str
+    namespaces: int
+    live: int
+    deleted: int
+
+
+async def namespace_owners(db: Database, *, principal: Principal) -> list[NamespaceOwner]:
+    """Every user principal may see who has memories, by name, from the summary."""
+    query = (
+        select(
+            col(User.username),
+            func.count(),
+            func.sum(_s.live_count),
+            func.sum(_s.deleted_count),
+        )
+        .join(User, col(User.id) == _s.user_id)
+        .where(or_(_s.live_count > 0, _s.deleted_count > 0))
+        .group_by(col(User.username))
+        .order_by(col(User.username))
+    )
+    if not principal.sees_everyone:
+        query = query.where(_s.user_id == principal.own_user_id)
+    async with db.read() as session:
+        rows = (await session.execute(query)).all()
+    return [
+        NamespaceOwner(username=name, namespaces=int(count), live=int(live), deleted=int(gone))
+        for name, count, live, gone in rows
+    ]

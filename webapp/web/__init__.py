@@ -9,7 +9,18 @@ from fastapi.responses import RedirectResponse, Response
 from itsdangerous import Signer
 
 from webapp.settings import HTMX_INTEGRITY, HTMX_URL, Settings
-from webapp.web import auth, erase, history, memories, memory_edits, pages, people, tokens, trash
+from webapp.web import (
+    auth,
+    erase,
+    history,
+    memories,
+    memory_edits,
+    namespaces,
+    pages,
+    people,
+    tokens,
+    trash,
+)
 from webapp.web.deps import LoginRequired
 from webapp.web.filters import owner_links, url_with, with_edit, without_edit
 from webapp.web.render import is_htmx
@@ -40,6 +51,7 @@ def mount_admin_app(app: FastAPI, settings: Settings, secret_key: str) -> None:
         people.router,
         erase.router,
         history.router,
+        namespaces.router,
     ):
         app.include_router(router, include_in_schema=False)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

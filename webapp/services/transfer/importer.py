@@ -16,7 +16,7 @@ from webapp.db import WRITE_OPTION, Database
 from webapp.errors import ImportFailed
 from webapp.migrate import include_object_for
 from webapp.models import LongTermMemory, MemoryEvent, User
-from webapp.services import fulltext
+from webapp.services import fulltext, namespace_summary
 from webapp.services.jsonl import UPDATABLE_COLUMNS, ParseOptions, canonical, json_value
 from webapp.services.transfer.reading import parsed_chunks
 from webapp.services.transfer.writers import Actor, PostgresWriter, SqliteWriter
@@ -138,6 +138,7 @@ async def _defer_indexes(conn: AsyncConnection) -> _DeferredIndexes:
             deferred.indexes.append(index)
         if table is _memories:
             await fulltext.suspend_for_bulk_load(conn)
+            await namespace_summary.suspend_for_bulk_load(conn)
             deferred.search = True
     return deferred
 
@@ -150,6 +151,7 @@ async def _rebuild_indexes(conn: AsyncConnection, deferred: _DeferredIndexes) ->
         await conn.execute(CreateIndex(index))
     if deferred.search:
         await fulltext.resume_after_bulk_load(conn)
+        await namespace_summary.resume_after_bulk_load(conn)
 
 
 async def _resolve_users(
