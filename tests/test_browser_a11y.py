@@ -74,6 +74,11 @@ SCREENS = (
     Screen("trash", "/trash"),
     Screen("trash-purge", "/trash/purge"),
     Screen("users", "/users"),
+    Screen("user", "/users/dana"),
+    Screen("erase-user", "/users/dana/erase"),
+    Screen("namespaces", "/namespaces"),
+    Screen("namespaces-user", "/namespaces?user=dana"),
+    Screen("tokens", "/tokens"),
     Screen("row-deleted", "/memories", press=("j", "d"), wait_for="#status .flash"),
     Screen("shortcuts", "/memories", press=("?",), wait_for="dialog[open]"),
 )

@@ -15,7 +15,19 @@ from tests.web_support import Visitor, parse
 from webapp.types import utcnow
 
 KEYS = ["/", "j", "k", "x", "e", "d", "?"]
-PAGES = ["/", "/memories", "/memories?state=all", "/memories/{id}", "/trash", "/users"]
+PAGES = [
+    "/",
+    "/memories",
+    "/memories?state=all",
+    "/memories/{id}",
+    "/trash",
+    "/users",
+    "/users/ann",
+    "/users/ann/erase",
+    "/namespaces",
+    "/namespaces?user=ann",
+    "/tokens",
+]
 
 
 def live_regions(page: BeautifulSoup) -> list[str]:
