@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from itsdangerous import Signer
 
 from webapp.settings import HTMX_INTEGRITY, HTMX_URL, Settings
-from webapp.web import auth, memories, memory_edits, pages, trash
+from webapp.web import auth, memories, memory_edits, pages, transfer, trash
 from webapp.web.deps import LoginRequired
 from webapp.web.filters import owner_links, url_with, with_edit, without_edit
 from webapp.web.render import is_htmx
@@ -30,9 +30,21 @@ def mount_admin_app(app: FastAPI, settings: Settings, secret_key: str) -> None:
         htmx_url=HTMX_URL,
         htmx_integrity=HTMX_INTEGRITY,
     )
-    for router in (auth.router, pages.router, memories.router, memory_edits.router, trash.router):
+    for router in (
+        auth.router,
+        pages.router,
+        transfer.export_router,
+        memories.router,
+        memory_edits.router,
+        trash.router,
+        transfer.router,
+    ):
         app.include_router(router, include_in_schema=False)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        limits={app.url_path_for("upload_import"): settings.import_max_bytes},
+    )
     app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(LoginRequired)
