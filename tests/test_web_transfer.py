@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import time
 from pathlib import Path
 
 import orjson
@@ -16,6 +18,7 @@ from tests.web_support import Visitor, parse
 from webapp.db import Database
 from webapp.models import LongTermMemory
 from webapp.services.transfer import export_jsonl
+from webapp.services.transfer.uploads import clean_stale_uploads
 from webapp.settings import Settings
 
 UPLOAD_LIMIT = 64 * 1024
@@ -262,3 +265,26 @@ async def test_import_is_admins_only_and_needs_csrf(
     assert (await other.get(report_url)).status_code == 404, "an upload is its session's"
     await session.commit()
     assert (await session.execute(select(LongTermMemory.id))).first() is None
+
+
+async def test_bad_export_filter_is_a_4xx_before_streaming(
+    session: AsyncSession, visitor: Visitor
+) -> None:
+    await make_user(session, username="ann")
+    await visitor.log_in("ann")
+    bad_namespace = await visitor.get("/memories/export?namespace=%2Fbad%2F%2F")
+    assert bad_namespace.status_code in (400, 422)
+    assert "namespace" in parse(bad_namespace).get_text().lower()
+    assert (await visitor.get("/memories/export?format=xml")).status_code == 422
+
+
+def test_stale_uploads_are_cleaned(settings: Settings) -> None:
+    folder = Path(settings.import_dir or "")
+    old, new = folder / ("o" * 22 + ".jsonl"), folder / ("n" * 22 + ".jsonl")
+    for path in (old, new):
+        path.write_bytes(b"{}\n")
+    hours_ago = time.time() - (settings.import_stale_hours + 1) * 3600
+    os.utime(old, (hours_ago, hours_ago))
+    assert clean_stale_uploads(settings) == 1
+    assert not old.exists() and new.exists()
+    new.unlink()

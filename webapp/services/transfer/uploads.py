@@ -1,6 +1,8 @@
 """Import uploads from the browser: kept on disk under a random id, checked, dry-run, imported.
 
-An upload is copied in chunks into IMPORT_DIR as `<id>.jsonl`, with `<id>.json` beside it
+The request body never sits in memory: Starlette's multipart parser spools the file to a
+temporary file past 1 MiB, and store_upload copies that in 1 MiB chunks (in a thread).
+An upload is copied into IMPORT_DIR as `<id>.jsonl`, with `<id>.json` beside it
 holding who uploaded it (user and a hash of their session's CSRF token, so only that
 session sees it), its name, size and the dry-run report. The dry run checks every line
 with the import's own parser (so it lists every rejected line, not only the first, as
