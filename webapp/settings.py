@@ -49,6 +49,9 @@ class Settings(BaseSettings):
 
     session_hours: int = Field(12, ge=1, le=24 * 90)
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    import_max_bytes: int = Field(1024 * 1024 * 1024, ge=1024)
+    import_dir: Path | None = None
+    import_stale_hours: int = Field(24, ge=1, le=24 * 30)
     trash_retention_days: int = Field(30, ge=0, le=36_500)
     expired_grace_days: int = Field(7, ge=0, le=36_500)
 

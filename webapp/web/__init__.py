@@ -19,6 +19,7 @@ from webapp.web import (
     pages,
     people,
     tokens,
+    transfer,
     trash,
 )
 from webapp.web.deps import LoginRequired
@@ -44,6 +45,7 @@ def mount_admin_app(app: FastAPI, settings: Settings, secret_key: str) -> None:
     for router in (
         auth.router,
         pages.router,
+        transfer.export_router,  # before memories.router, whose /memories/{id} would take it
         memories.router,
         memory_edits.router,
         trash.router,
@@ -52,9 +54,14 @@ def mount_admin_app(app: FastAPI, settings: Settings, secret_key: str) -> None:
         erase.router,
         history.router,
         namespaces.router,
+        transfer.router,
     ):
         app.include_router(router, include_in_schema=False)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        limits={app.url_path_for("upload_import"): settings.import_max_bytes},
+    )
     app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(LoginRequired)
