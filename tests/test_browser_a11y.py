@@ -79,6 +79,7 @@ SCREENS = (
     Screen("namespaces", "/namespaces"),
     Screen("namespaces-user", "/namespaces?user=dana"),
     Screen("tokens", "/tokens"),
+    Screen("import", "/import"),
     Screen("row-deleted", "/memories", press=("j", "d"), wait_for="#status .flash"),
     Screen("shortcuts", "/memories", press=("?",), wait_for="dialog[open]"),
 )

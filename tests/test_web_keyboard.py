@@ -27,6 +27,7 @@ PAGES = [
     "/namespaces",
     "/namespaces?user=ann",
     "/tokens",
+    "/import",
 ]
 
 
