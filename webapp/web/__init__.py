@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from itsdangerous import Signer
 
 from webapp.settings import HTMX_INTEGRITY, HTMX_URL, Settings
-from webapp.web import auth, memories, memory_edits, pages, trash
+from webapp.web import auth, bulk, memories, memory_edits, pages, trash
 from webapp.web.deps import LoginRequired
 from webapp.web.filters import owner_links, url_with, with_edit, without_edit
 from webapp.web.render import is_htmx
@@ -26,11 +26,20 @@ def mount_admin_app(app: FastAPI, settings: Settings, secret_key: str) -> None:
         owner_links=owner_links,
         with_edit=with_edit,
         without_edit=without_edit,
+        bulk_filter_fields=bulk.bulk_filter_fields,
+        bulk_actions=bulk.bulk_actions,
         path_for=RoutePaths(app.url_path_for),
         htmx_url=HTMX_URL,
         htmx_integrity=HTMX_INTEGRITY,
     )
-    for router in (auth.router, pages.router, memories.router, memory_edits.router, trash.router):
+    for router in (
+        auth.router,
+        pages.router,
+        memories.router,
+        memory_edits.router,
+        trash.router,
+        bulk.router,
+    ):
         app.include_router(router, include_in_schema=False)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
