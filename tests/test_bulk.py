@@ -194,7 +194,8 @@ async def test_an_empty_selection_is_refused(db: AsyncEngine, people: tuple[User
 async def test_a_failure_midway_through_the_writes_changes_nothing(
     db: AsyncEngine, people: tuple[User, User], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The third statement fails after two batches were written: all of it is rolled back."""
+    """The fourth statement fails after the UPDATE and a first batch of events were
+    written: all of it is rolled back."""
     alice, _ = people
     monkeypatch.setattr(bulk, "BATCH", 1)
     real_execute = AsyncSession.execute
@@ -203,7 +204,7 @@ async def test_a_failure_midway_through_the_writes_changes_nothing(
     async def failing_execute(self: AsyncSession, *args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
-        if calls == 4:  # the read, two UPDATE batches, then this one
+        if calls == 4:  # the read, the UPDATE, one INSERT of events, then this one
             raise RuntimeError("the disk is full")
         return await real_execute(self, *args, **kwargs)
 

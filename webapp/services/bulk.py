@@ -9,9 +9,10 @@ since the preview are never acted on silently. One missing id (or another user's
 bad value or one row that cannot take the change raises before anything is written.
 
 The writes are Core statements, not ORM objects: the new values are worked out in Python
-with the rules a single edit uses (services/edits.py), then written as one UPDATE per
-1,000 ids for an action that sets the same value on every row, or as one executemany
-for tags (each row's own list), and the events as one multi-row INSERT per batch. Every
+with the rules a single edit uses (services/edits.py), then written by
+the ids: one UPDATE for an action that sets the same value on every row (the ids as one
+bound JSON array or PostgreSQL array), or one executemany for tags (each row's own
+list), and the events as one multi-row INSERT per 1,000. Every
 memory changed gets its own event with its field diff, as a single edit would. The
 full-text and tag indexes follow by themselves (triggers on SQLite, generated columns
 on PostgreSQL).
@@ -20,13 +21,27 @@ on PostgreSQL).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, insert, select, true, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Integer,
+    Select,
+    any_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.db import Database
@@ -226,8 +241,19 @@ def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
         yield items[start : start + BATCH]
 
 
+def _ids_in(ids: list[int], dialect: str) -> ColumnElement[bool]:
+    """`id IN (ids)` as one bound value, so one statement updates them all: a JSON array
+    read by json_each on SQLite, an array on PostgreSQL."""
+    if dialect == "sqlite":
+        array = func.json_each(json.dumps(ids))
+        listed: Select[Any] = select(literal_column("value")).select_from(array)
+        return _c.id.in_(listed.scalar_subquery())
+    return _c.id == any_(bindparam("bulk_ids", ids, type_=ARRAY(Integer)))
+
+
 async def _write(
     session: AsyncSession,
+    dialect: str,
     action: BulkAction,
     changes: list[tuple[Any, dict[str, Any], dict[str, Any]]],
     principal: Principal,
@@ -245,12 +271,11 @@ async def _write(
             await session.execute(statement, params)
     elif changes:
         values = changes[0][1]  # the same new values for every row
-        for chunk in _chunks(changes):
-            await session.execute(
-                update(_table)
-                .where(_c.id.in_([row.id for row, _, _ in chunk]))
-                .values(**values, version=_c.version + 1, updated_at=now)
-            )
+        await session.execute(
+            update(_table)
+            .where(_ids_in([row.id for row, _, _ in changes], dialect))
+            .values(**values, version=_c.version + 1, updated_at=now)
+        )
     kind = {BulkAction.delete: EventAction.delete, BulkAction.restore: EventAction.restore}.get(
         action, EventAction.update
     )
@@ -304,5 +329,5 @@ async def apply(
             diff = _diff(before, new)
             if diff:
                 changes.append((row, new, diff))
-        await _write(session, action, changes, principal, now)
+        await _write(session, db.dialect, action, changes, principal, now)
     return BulkResult(changed=len(changes), unchanged=len(rows) - len(changes), at=now)
