@@ -70,3 +70,17 @@ document.addEventListener("click", async (event) => {
   region.replaceChildren(box);
   button.textContent = "Copied";
 });
+
+// --- Bulk actions -------------------------------------------------------------------------
+// "Select all on this page": a checkbox shown only with JavaScript (without it the bulk
+// bar's "All on this page" button does the same) that checks or clears every row's box.
+function setUpSelectAll(root) {
+  for (const box of root.querySelectorAll(".select-all-page")) {
+    box.closest(".select-all").hidden = false;
+    box.addEventListener("change", () => {
+      for (const row of document.querySelectorAll(".row-select")) row.checked = box.checked;
+    });
+  }
+}
+document.addEventListener("DOMContentLoaded", () => setUpSelectAll(document));
+document.addEventListener("htmx:afterSwap", (event) => setUpSelectAll(event.detail.target));

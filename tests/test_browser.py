@@ -345,7 +345,9 @@ async def test_delete_then_restore_from_trash(web: Browsing, app_data: AppData) 
     await expect(tea_row.locator(".days-left")).to_have_text(f"{retention} days")
 
     await page.get_by_role("checkbox", name="Select tea").check()
-    await page.get_by_role("button", name="Restore selected").click()
+    await page.get_by_role("button", name="Selected rows").click()
+    await expect(page.locator(".bulk-count")).to_contain_text("1 memory selected")
+    await page.get_by_role("button", name="Confirm: restore 1 memory").click()
 
     await expect(page.locator("#status")).to_have_text("Restored 1 memory.")
     await expect(trash_rows).to_have_count(1)

@@ -11,10 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.factories import make_memory, make_user
 from webapp.db import Database
-from webapp.errors import InvalidInput, NotFound, VersionConflict
+from webapp.errors import InvalidInput, NotFound
 from webapp.models import BrowseQuery, LongTermMemory, MemoryEvent, User
 from webapp.services import bulk
-from webapp.services.bulk import BulkAction, Selection
+from webapp.services.bulk import BulkAction, Selection, StalePreview
+from webapp.services.edits import set_importance
 from webapp.services.principal import Principal
 from webapp.types import utcnow
 
@@ -128,7 +129,7 @@ async def test_restore_and_unchanged_rows(db: AsyncEngine, people: tuple[User, U
 
 @pytest.mark.parametrize(
     "make_failure",
-    ["missing id", "other user's id", "stale version", "bad importance", "too many tags"],
+    ["missing id", "other user's id", "bad importance", "too many tags"],
 )
 async def test_one_bad_row_changes_nothing(
     db: AsyncEngine, session: AsyncSession, people: tuple[User, User], make_failure: str
@@ -136,14 +137,12 @@ async def test_one_bad_row_changes_nothing(
     alice, bob = people
     database, principal = Database(db), Principal.of_user(alice)
     ids = await ids_of(db, alice)
-    action, value, versions = BulkAction.set_importance, 0.1, {}
+    action, value = BulkAction.set_importance, 0.1
     expected: type[Exception] = InvalidInput
     if make_failure == "missing id":
         ids, expected = [*ids, 999_999], NotFound
     elif make_failure == "other user's id":
         ids, expected = [*ids, *(await ids_of(db, bob))], NotFound
-    elif make_failure == "stale version":
-        versions, expected = {ids[-1]: 7}, VersionConflict
     elif make_failure == "bad importance":
         value = 1.5
     else:
@@ -157,7 +156,7 @@ async def test_one_bad_row_changes_nothing(
         await bulk.apply(
             database,
             principal=principal,
-            selection=Selection(ids=ids, versions=versions),
+            selection=Selection(ids=ids),
             action=action,
             value=value,
         )
@@ -170,7 +169,7 @@ async def test_selection_by_filter_and_preview(db: AsyncEngine, people: tuple[Us
     selection = Selection(query=BrowseQuery(tag=["work"]))
     mine = await bulk.preview(database, principal=Principal.of_user(alice), selection=selection)
     assert mine.count == 3 and len(mine.sample) == 3
-    assert {memory.user_id for memory in mine.sample} == {alice.id}
+    assert {row.owner for row in mine.sample} == {"alice"}
     everyone = await bulk.preview(database, principal=Principal.operator(), selection=selection)
     assert everyone.count == 4
     result = await bulk.apply(
@@ -190,3 +189,134 @@ async def test_an_empty_selection_is_refused(db: AsyncEngine, people: tuple[User
             selection=Selection(),
             action=BulkAction.delete,
         )
+
+
+async def test_a_failure_midway_through_the_writes_changes_nothing(
+    db: AsyncEngine, people: tuple[User, User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fourth statement fails after the UPDATE and a first batch of events were
+    written: all of it is rolled back."""
+    alice, _ = people
+    monkeypatch.setattr(bulk, "BATCH", 1)
+    real_execute = AsyncSession.execute
+    calls = 0
+
+    async def failing_execute(self: AsyncSession, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 4:  # the read, the UPDATE, one INSERT of events, then this one
+            raise RuntimeError("the disk is full")
+        return await real_execute(self, *args, **kwargs)
+
+    before = await snapshot(db)
+    monkeypatch.setattr(AsyncSession, "execute", failing_execute)
+    with pytest.raises(RuntimeError):
+        await bulk.apply(
+            Database(db),
+            principal=Principal.of_user(alice),
+            selection=Selection(ids=await ids_of(db, alice)),
+            action=BulkAction.set_importance,
+            value=0.2,
+        )
+    monkeypatch.setattr(AsyncSession, "execute", real_execute)
+    assert calls == 4
+    assert await snapshot(db) == before
+
+
+@pytest.mark.parametrize("change", ["edited", "added", "removed"])
+async def test_a_stale_preview_is_refused(
+    db: AsyncEngine, session: AsyncSession, people: tuple[User, User], change: str
+) -> None:
+    """Rows edited, added or removed since the preview: StalePreview, nothing written."""
+    alice, _ = people
+    database, principal = Database(db), Principal.of_user(alice)
+    selection = Selection(query=BrowseQuery(tag=["work"]))
+    seen = await bulk.preview(database, principal=principal, selection=selection)
+    ids = await ids_of(db, alice)
+    if change == "edited":
+        await set_importance(database, principal=principal, memory_id=ids[0], importance=0.9)
+    elif change == "added":
+        await make_memory(session, user=alice, key="new", tags=["work"])
+    else:
+        await bulk.apply(
+            database,
+            principal=principal,
+            selection=Selection(ids=ids[:1]),
+            action=BulkAction.delete,
+        )
+    before = await snapshot(db)
+    with pytest.raises(StalePreview):
+        await bulk.apply(
+            database,
+            principal=principal,
+            selection=selection,
+            action=BulkAction.delete,
+            expected=seen.fingerprint,
+        )
+    assert await snapshot(db) == before
+    fresh = await bulk.preview(database, principal=principal, selection=selection)
+    result = await bulk.apply(
+        database,
+        principal=principal,
+        selection=selection,
+        action=BulkAction.delete,
+        expected=fresh.fingerprint,
+    )
+    assert result.changed == fresh.count
+
+
+async def test_a_non_admin_never_reaches_others_rows(
+    db: AsyncEngine, people: tuple[User, User]
+) -> None:
+    """By filter (even naming bob) alice's selection holds only hers; bob's ids are 404."""
+    alice, bob = people
+    database, principal = Database(db), Principal.of_user(alice)
+    named = Selection(query=BrowseQuery(user="bob"))
+    assert (await bulk.preview(database, principal=principal, selection=named)).count == 0
+    every = await bulk.apply(
+        database,
+        principal=principal,
+        selection=Selection(query=BrowseQuery()),
+        action=BulkAction.add_tag,
+        value="mine",
+    )
+    assert every.changed == 3
+    bobs = await ids_of(db, bob)
+    with pytest.raises(NotFound):
+        await bulk.preview(database, principal=principal, selection=Selection(ids=bobs))
+    before = await snapshot(db)
+    with pytest.raises(NotFound):
+        await bulk.apply(
+            database, principal=principal, selection=Selection(ids=bobs), action=BulkAction.delete
+        )
+    assert await snapshot(db) == before
+
+
+async def test_undo_restores_exactly_what_one_bulk_delete_deleted(
+    db: AsyncEngine, people: tuple[User, User]
+) -> None:
+    alice, bob = people
+    database, principal = Database(db), Principal.of_user(alice)
+    ids = await ids_of(db, alice)
+    await bulk.apply(
+        database, principal=principal, selection=Selection(ids=ids[:1]), action=BulkAction.delete
+    )
+    done = await bulk.apply(
+        database, principal=principal, selection=Selection(ids=ids[1:]), action=BulkAction.delete
+    )
+    await bulk.apply(
+        database,
+        principal=Principal.of_user(bob),
+        selection=Selection(ids=await ids_of(db, bob)),
+        action=BulkAction.delete,
+    )
+    undone = await bulk.apply(
+        database,
+        principal=principal,
+        selection=Selection(deleted_at=done.at),
+        action=BulkAction.restore,
+    )
+    assert undone.changed == 2
+    states = {row[0]: row[4] for row in (await snapshot(db))[:-1]}
+    assert [states[memory_id] for memory_id in ids] == [True, False, False]
+    assert all(states[memory_id] for memory_id in await ids_of(db, bob))

@@ -11,6 +11,7 @@ from itsdangerous import Signer
 from webapp.settings import HTMX_INTEGRITY, HTMX_URL, Settings
 from webapp.web import (
     auth,
+    bulk,
     erase,
     history,
     memories,
@@ -38,6 +39,8 @@ def mount_admin_app(app: FastAPI, settings: Settings, secret_key: str) -> None:
         owner_links=owner_links,
         with_edit=with_edit,
         without_edit=without_edit,
+        bulk_filter_fields=bulk.bulk_filter_fields,
+        bulk_actions=bulk.bulk_actions,
         path_for=RoutePaths(app.url_path_for),
         htmx_url=HTMX_URL,
         htmx_integrity=HTMX_INTEGRITY,
@@ -55,6 +58,7 @@ def mount_admin_app(app: FastAPI, settings: Settings, secret_key: str) -> None:
         history.router,
         namespaces.router,
         transfer.router,
+        bulk.router,
     ):
         app.include_router(router, include_in_schema=False)
     app.add_middleware(

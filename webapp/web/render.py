@@ -60,12 +60,18 @@ def render(
 
 
 def redirect(
-    request: Request, url: str, *, message: str | None = None, undo_id: int | None = None
+    request: Request,
+    url: str,
+    *,
+    message: str | None = None,
+    undo_id: int | None = None,
+    undo_token: str | None = None,
 ) -> Response:
-    """Post/Redirect/Get (303), with an optional flash message and an undo for a delete."""
+    """Post/Redirect/Get (303), with an optional flash message and an undo for a delete
+    (undo_id: one memory; undo_token: a bulk delete, signed by web/bulk.py)."""
     response = RedirectResponse(url, status_code=303)
     if message is not None:
-        payload = json.dumps({"message": message, "undo_id": undo_id})
+        payload = json.dumps({"message": message, "undo_id": undo_id, "undo_token": undo_token})
         response.set_cookie(
             FLASH_COOKIE,
             cookie_signer(request).sign(payload.encode()).decode(),
