@@ -163,7 +163,7 @@ async def test_admin_browses_user_then_namespace(web: Browsing, app_data: AppDat
 
     await page.get_by_role("navigation", name="Main").get_by_role("link", name="Users").click()
     await expect(page.locator(".users-table")).to_be_visible()
-    await page.locator(".users-table").get_by_role("link", name="bob", exact=True).click()
+    await page.locator(".users-table").get_by_role("link", name="3 active memories of bob").click()
 
     await expect(page.locator(".count")).to_have_text("3 memories")
     assert query_of(page) == {"user": ["bob"]}
