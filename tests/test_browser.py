@@ -151,7 +151,7 @@ async def test_login_returns_to_next(web: Browsing, app_data: AppData) -> None:
 
 
 async def test_admin_browses_user_then_namespace(web: Browsing, app_data: AppData) -> None:
-    """Users → a user → a row's namespace: the URL names both, the list only their memories."""
+    """Users → a user's memories → a row's namespace: the URL names both, the list only theirs."""
     admin = await app_data.create_user("root", PASSWORD, is_admin=True)
     bob = await app_data.create_user("bob", PASSWORD)
     carol = await app_data.create_user("carol", PASSWORD)
@@ -163,6 +163,7 @@ async def test_admin_browses_user_then_namespace(web: Browsing, app_data: AppDat
 
     await page.get_by_role("navigation", name="Main").get_by_role("link", name="Users").click()
     await expect(page.locator(".users-table")).to_be_visible()
+    # The name leads to bob's account page; his active count to his memories.
     await page.locator(".users-table").get_by_role("link", name="3 active memories of bob").click()
 
     await expect(page.locator(".count")).to_have_text("3 memories")
