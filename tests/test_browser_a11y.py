@@ -80,6 +80,10 @@ SCREENS = (
     Screen("namespaces-user", "/namespaces?user=dana"),
     Screen("tokens", "/tokens"),
     Screen("import", "/import"),
+    Screen(
+        "bulk-preview", "/memories/bulk/preview?action=add_tag&value=later&scope=filter&user=dana"
+    ),
+    Screen("trash-bulk-preview", "/trash/bulk/preview?action=restore&scope=filter"),
     Screen("row-deleted", "/memories", press=("j", "d"), wait_for="#status .flash"),
     Screen("shortcuts", "/memories", press=("?",), wait_for="dialog[open]"),
 )

@@ -28,6 +28,7 @@ PAGES = [
     "/namespaces?user=ann",
     "/tokens",
     "/import",
+    "/memories/bulk/preview?action=delete&scope=filter",
 ]
 
 
