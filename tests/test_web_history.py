@@ -243,3 +243,19 @@ async def test_another_users_history_and_revert_are_404(
     )
     assert response.status_code == 404
     assert (await _stored(session, memory_id)).content == "v2"
+
+
+async def test_an_expiry_change_reads_as_a_utc_time(
+    session: AsyncSession, visitor: Visitor, ann: User
+) -> None:
+    memory_id = await _remembered(session, ann)
+    await visitor.log_in("ann")
+    response = await visitor.post(
+        f"/memories/{memory_id}/edit",
+        {"content": "v1", "expires_at": "2031-05-06T07:08", "version": "1"},
+    )
+    assert response.status_code == 303, response.text
+    page = parse(await visitor.get(f"/memories/{memory_id}"))
+    newest = page.select("#history .history-event")[0]
+    assert _text(newest.select_one("del.diff-old")) == "was never"
+    assert _text(newest.select_one("ins.diff-new")) == "now 2031-05-06 07:08 UTC"

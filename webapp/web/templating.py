@@ -99,8 +99,10 @@ def importance(value: float) -> str:
     return f"{value:.2f}"
 
 
-def utc(value: datetime | None) -> str:
-    """An exact UTC time, as the title of a relative one."""
+def utc(value: datetime | str | None) -> str:
+    """An exact UTC time, as the title of a relative one (or as an event stores it, ISO)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else ""
 
 
