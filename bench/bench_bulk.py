@@ -11,7 +11,7 @@ admin in the browser's forms, times:
     preview   GET  /memories/bulk/preview?action=delete&scope=filter&tag=T
     delete    POST /memories/bulk/apply   (the previewed fingerprint; 303)
     undo      POST /memories/bulk/undo    (the flash's signed token; 303)
-    add tag   preview + POST apply of add_tag "bench-bulk"
+    add tag   preview + POST apply of add_tag "bench-bulk-<run>"
 
 Meanwhile a background load runs: one client GETting the heavy user's list page (htmx
 partial) and one PUTting memories through the API, back to back. Their p95 is reported
@@ -45,7 +45,8 @@ from bench_http import create_admin, expect, log_in, new_client
 from common import HEAVY_USER, Raw
 from harness import free_port, run_main, running_server, server_env
 
-TAG_ADDED = "bench-bulk"
+TAG_ADDED = f"bench-bulk-{secrets.token_hex(3)}"
+"""A new tag each run, so a reused database's rows never have it already."""
 TARGET = 100_000
 """How many rows the action should cover: the tag nearest this many active rows is used."""
 QUIET_S = 5.0
