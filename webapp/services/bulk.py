@@ -2,11 +2,13 @@
 or nothing.
 
 A preview counts the selection, shows a sample and a fingerprint of the set (a hash of
-every selected row's id and version). Applying re-reads the selection inside the write
-transaction (rows locked on PostgreSQL, the write lock taken up front on SQLite) and
-refuses with StalePreview when its fingerprint differs: rows changed, added or removed
-since the preview are never acted on silently. One missing id (or another user's), one
-bad value or one row that cannot take the change raises before anything is written.
+every selected row's id and version). Applying reads the rows and prepares every new
+value and event in a read transaction (no write lock), then re-reads only the ids and
+versions inside the write transaction (rows locked on PostgreSQL, the write lock taken
+up front on SQLite) and refuses with StalePreview when the fingerprint differs: rows
+changed, added or removed since the preview are never acted on silently.
+One missing id (or another user's), one bad value or one row that cannot take the
+change raises before anything is written.
 
 The writes are Core statements, not ORM objects: the new values are worked out in Python
 with the rules a single edit uses (services/edits.py), then written by
@@ -294,6 +296,26 @@ async def _write(
         await session.execute(insert(_events), rows)
 
 
+def _changes(
+    rows: Sequence[Any], action: BulkAction, value: Any, now: datetime
+) -> list[tuple[Any, dict[str, Any], dict[str, Any]]]:
+    """(row, new values, event diff) for every row that action changes."""
+    changes: list[tuple[Any, dict[str, Any], dict[str, Any]]] = []
+    for row in rows:
+        new = _new_values(row, action, value, now)
+        diff = _diff({name: getattr(row, name) for name in new}, new)
+        if diff:
+            changes.append((row, new, diff))
+    return changes
+
+
+def _stale() -> StalePreview:
+    return StalePreview(
+        "These memories changed since the preview (rows were edited, added or "
+        "removed). Nothing was changed: check the new preview and confirm again."
+    )
+
+
 async def apply(
     db: Database,
     *,
@@ -307,27 +329,37 @@ async def apply(
 
     expected is the fingerprint of the previewed set: if the selection is not that set
     any more, StalePreview and nothing changes.
+
+    The rows are read and the new values and events worked out in a read transaction
+    (a snapshot; no write lock). The write transaction then only re-reads the
+    selection's ids and versions: when they still match the snapshot, it writes the
+    prepared rows and events; when they do not (a concurrent edit in between), the
+    action is worked out again inside the write transaction, or refused as stale when
+    a preview was confirmed. So the write lock is held for one cheap query and the
+    writes, not for the reading and the Python work.
     """
     checked = checked_value(action, value)
     conditions = _conditions(db, principal, selection)
     query = select(*_READ).where(*conditions).order_by(_c.id)
+    versions = select(_c.id, _c.version).where(*conditions).order_by(_c.id)
     if db.dialect == "postgresql":
         query = query.with_for_update()
+        versions = versions.with_for_update()
     now = utcnow()
+    async with db.read() as session:
+        rows = (await session.execute(select(*_READ).where(*conditions).order_by(_c.id))).all()
+    _check_ids(selection, [row.id for row in rows])
+    seen = fingerprint([(r.id, r.version) for r in rows])
+    if expected is not None and seen != expected:
+        raise _stale()
+    changes = _changes(rows, action, checked, now)
     async with db.write() as session:
-        rows = (await session.execute(query)).all()
-        _check_ids(selection, [row.id for row in rows])
-        if expected is not None and fingerprint([(r.id, r.version) for r in rows]) != expected:
-            raise StalePreview(
-                "These memories changed since the preview (rows were edited, added or "
-                "removed). Nothing was changed: check the new preview and confirm again."
-            )
-        changes: list[tuple[Any, dict[str, Any], dict[str, Any]]] = []
-        for row in rows:
-            new = _new_values(row, action, checked, now)
-            before = {name: getattr(row, name) for name in new}
-            diff = _diff(before, new)
-            if diff:
-                changes.append((row, new, diff))
+        current = [(r.id, r.version) for r in await session.execute(versions)]
+        if fingerprint(current) != seen:
+            if expected is not None:
+                raise _stale()
+            rows = (await session.execute(query)).all()
+            _check_ids(selection, [row.id for row in rows])
+            changes = _changes(rows, action, checked, now)
         await _write(session, db.dialect, action, changes, principal, now)
     return BulkResult(changed=len(changes), unchanged=len(rows) - len(changes), at=now)
