@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +17,7 @@ from webapp.errors import InvalidInput, NotFound
 from webapp.models import BrowseQuery, LongTermMemory, MemoryEvent, User
 from webapp.services import bulk
 from webapp.services.bulk import BulkAction, Selection, StalePreview
-from webapp.services.edits import set_importance
+from webapp.services.edits import add_tags, set_importance
 from webapp.services.principal import Principal
 from webapp.types import utcnow
 
@@ -194,7 +196,7 @@ async def test_an_empty_selection_is_refused(db: AsyncEngine, people: tuple[User
 async def test_a_failure_midway_through_the_writes_changes_nothing(
     db: AsyncEngine, people: tuple[User, User], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The fourth statement fails after the UPDATE and a first batch of events were
+    """The fifth statement fails after the UPDATE and a first batch of events were
     written: all of it is rolled back."""
     alice, _ = people
     monkeypatch.setattr(bulk, "BATCH", 1)
@@ -204,7 +206,7 @@ async def test_a_failure_midway_through_the_writes_changes_nothing(
     async def failing_execute(self: AsyncSession, *args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
-        if calls == 4:  # the read, the UPDATE, one INSERT of events, then this one
+        if calls == 5:  # the read, the re-check, the UPDATE, one INSERT, then this one
             raise RuntimeError("the disk is full")
         return await real_execute(self, *args, **kwargs)
 
@@ -219,8 +221,72 @@ async def test_a_failure_midway_through_the_writes_changes_nothing(
             value=0.2,
         )
     monkeypatch.setattr(AsyncSession, "execute", real_execute)
-    assert calls == 4
+    assert calls == 5
     assert await snapshot(db) == before
+
+
+@pytest.mark.parametrize("confirmed", [True, False])
+async def test_an_edit_between_the_read_and_the_write_is_never_overwritten(
+    db: AsyncEngine, people: tuple[User, User], monkeypatch: pytest.MonkeyPatch, confirmed: bool
+) -> None:
+    """The rows are prepared outside the write lock: a memory edited in between makes a
+    confirmed preview stale (nothing written), and an unconfirmed action is worked out
+    again on the rows as they are now (the edit kept, events from the new version)."""
+    alice, _ = people
+    database, principal = Database(db), Principal.of_user(alice)
+    ids = await ids_of(db, alice)
+    selection = Selection(ids=ids)
+    seen = await bulk.preview(database, principal=principal, selection=selection)
+    real_write = Database.write
+    edited = False
+
+    def write_after_an_edit(self: Database, **kwargs: Any) -> Any:
+        nonlocal edited
+        if edited:
+            return real_write(self, **kwargs)
+        edited = True
+
+        @asynccontextmanager
+        async def later() -> AsyncIterator[AsyncSession]:
+            await add_tags(self, principal=principal, memory_id=ids[0], tags=["urgent"])
+            async with real_write(self, **kwargs) as session:
+                yield session
+
+        return later()
+
+    monkeypatch.setattr(Database, "write", write_after_an_edit)
+    expected = seen.fingerprint if confirmed else None
+    if confirmed:
+        with pytest.raises(StalePreview):
+            await bulk.apply(
+                database,
+                principal=principal,
+                selection=selection,
+                action=BulkAction.add_tag,
+                value="late",
+                expected=expected,
+            )
+        monkeypatch.setattr(Database, "write", real_write)
+        async with db.connect() as conn:
+            tags = await conn.execute(select(LongTermMemory.tags).where(LongTermMemory.id.in_(ids)))  # type: ignore[attr-defined]
+            assert all("late" not in row.tags for row in tags)
+        return
+    result = await bulk.apply(
+        database, principal=principal, selection=selection, action=BulkAction.add_tag, value="late"
+    )
+    assert result.changed == 3
+    async with db.connect() as conn:
+        row = (
+            await conn.execute(
+                select(
+                    LongTermMemory.importance, LongTermMemory.version, LongTermMemory.tags
+                ).where(
+                    LongTermMemory.id == ids[0]  # type: ignore[arg-type]
+                )
+            )
+        ).one()
+    assert {"urgent", "late"} <= set(row.tags)
+    assert row.version == 3
 
 
 @pytest.mark.parametrize("change", ["edited", "added", "removed"])
