@@ -73,6 +73,10 @@ async def open_editor(page: Page, key: str) -> None:
     """Click a row's Edit button and wait for its editor to replace the importance and tags."""
     await row(page, key).get_by_role("link", name=f"Edit importance and tags of {key}").click()
     await expect(row(page, key).locator(".memory-editor")).to_have_count(1)
+    # Settled: htmx has wired the editor's forms, and the keyboard script has focused its
+    # first field (typing before that can race the settle on a loaded machine).
+    first_field = row(page, key).locator(".memory-editor input:not([type=hidden])").first
+    await expect(first_field).to_be_focused()
 
 
 async def keys_shown(page: Page) -> list[str]:
