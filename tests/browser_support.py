@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import io
 import json
 import os
 import re
@@ -121,31 +122,35 @@ def sri_digest(body: bytes) -> str:
     return "sha384-" + base64.b64encode(hashlib.sha384(body).digest()).decode()
 
 
+def npm_pack(package: str, what: str) -> bytes:
+    """The tarball of package ("name@version") from `npm pack`; unavailable() if npm fails."""
+    with tempfile.TemporaryDirectory(prefix="npm-pack-") as tmp:
+        command = ["npm", "pack", package, "--json", "--pack-destination", tmp]
+        try:
+            result = subprocess.run(
+                command, cwd=tmp, capture_output=True, text=True, timeout=180, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            unavailable(f"cannot fetch {what} for the browser tests: {' '.join(command)}: {exc}")
+        if result.returncode != 0:
+            unavailable(
+                f"cannot fetch {what} for the browser tests: {' '.join(command)} exited "
+                f"{result.returncode}: {result.stderr.strip()[-500:]}"
+            )
+        return (Path(tmp) / json.loads(result.stdout)[0]["filename"]).read_bytes()
+
+
 def fetch_htmx(cache_dir: Path) -> bytes:
     """The file behind HTMX_URL, from `npm pack` (cached in cache_dir, checked against SRI)."""
     name, version, path = htmx_package()
     cached = cache_dir / f"{name}-{version}" / path
     if cached.is_file() and sri_digest(cached.read_bytes()) == HTMX_INTEGRITY:
         return cached.read_bytes()
-    with tempfile.TemporaryDirectory(prefix="npm-pack-") as tmp:
-        command = ["npm", "pack", f"{name}@{version}", "--json", "--pack-destination", tmp]
-        try:
-            result = subprocess.run(
-                command, cwd=tmp, capture_output=True, text=True, timeout=180, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            unavailable(f"cannot fetch htmx for the browser tests: {' '.join(command)}: {exc}")
-        if result.returncode != 0:
-            unavailable(
-                f"cannot fetch htmx for the browser tests: {' '.join(command)} exited "
-                f"{result.returncode}: {result.stderr.strip()[-500:]}"
-            )
-        tarball = Path(tmp) / json.loads(result.stdout)[0]["filename"]
-        with tarfile.open(tarball) as archive:
-            member = archive.extractfile(f"package/{path}")
-            if member is None:
-                raise AssertionError(f"{tarball.name} has no package/{path}")
-            body = member.read()
+    with tarfile.open(fileobj=io.BytesIO(npm_pack(f"{name}@{version}", "htmx"))) as archive:
+        member = archive.extractfile(f"package/{path}")
+        if member is None:
+            raise AssertionError(f"{name}@{version} has no package/{path}")
+        body = member.read()
     if sri_digest(body) != HTMX_INTEGRITY:
         pytest.fail(
             f"{name}@{version} {path} from npm has integrity {sri_digest(body)}, but "

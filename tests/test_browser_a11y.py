@@ -11,10 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
-import subprocess
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -29,9 +26,9 @@ from tests.browser_support import (
     ColorScheme,
     expect,
     log_in,
+    npm_pack,
     screenshot,
     set_color_scheme,
-    unavailable,
     wait_for_htmx,
 )
 from webapp.services.memories import delete_memory
@@ -101,21 +98,7 @@ def fetch_axe(cache_dir: Path) -> str:
     """axe.min.js of the pinned axe-core, from `npm pack` (tarball cached, integrity checked)."""
     tarball = cache_dir / f"axe-core-{AXE_VERSION}.tgz"
     if not (tarball.is_file() and integrity_of(tarball.read_bytes()) == AXE_INTEGRITY):
-        with tempfile.TemporaryDirectory(prefix="npm-pack-") as tmp:
-            package = f"axe-core@{AXE_VERSION}"
-            command = ["npm", "pack", package, "--json", "--pack-destination", tmp]
-            try:
-                result = subprocess.run(
-                    command, cwd=tmp, capture_output=True, text=True, timeout=180, check=False
-                )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                unavailable(f"cannot fetch axe-core: {' '.join(command)}: {exc}")
-            if result.returncode != 0:
-                unavailable(
-                    f"cannot fetch axe-core: {' '.join(command)} exited {result.returncode}: "
-                    f"{result.stderr.strip()[-500:]}"
-                )
-            body = (Path(tmp) / json.loads(result.stdout)[0]["filename"]).read_bytes()
+        body = npm_pack(f"axe-core@{AXE_VERSION}", "axe-core")
         if integrity_of(body) != AXE_INTEGRITY:
             pytest.fail(
                 f"axe-core@{AXE_VERSION} from npm has integrity {integrity_of(body)}, "
