@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, literal, select, true, union_all
+from sqlalchemy import Select, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.db import Database
@@ -158,12 +158,6 @@ def field_changes(event: MemoryEvent, state: State) -> tuple[FieldChange, ...]:
     return tuple(shown)
 
 
-def _scope(principal: Principal) -> ColumnElement[bool]:
-    if principal.sees_everyone:
-        return true()
-    return _e.user_id == principal.own_user_id
-
-
 async def _actors(session: AsyncSession, events: Sequence[MemoryEvent]) -> dict[str, str]:
     """Current names of the events' people and tokens, in one query: {"u1": .., "t3": ..}."""
     users = {e.actor_user_id for e in events if e.actor_user_id is not None}
@@ -203,7 +197,7 @@ async def memory_history(
     than event `before`, if given). One query for the page, one for the actors' names,
     and on older pages one for the newer events' changes (to rebuild their states)."""
     assert memory.id is not None
-    mine = (_e.memory_id == memory.id, _scope(principal))
+    mine = (_e.memory_id == memory.id, principal.visible(_e.user_id))
     async with db.read() as session:
         query = select(MemoryEvent).where(*mine)
         if before is not None:
@@ -249,7 +243,7 @@ async def revert_memory(
     new `update` event (version bumped). The memory changed since expected_version:
     VersionConflict; in Trash: Conflict (restore it first); already equal: no change.
     An event of another memory, or a memory the principal may not see: NotFound."""
-    mine = (_e.memory_id == memory_id, _scope(principal))
+    mine = (_e.memory_id == memory_id, principal.visible(_e.user_id))
     async with db.read() as session:
         newer = (
             await session.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy import ColumnElement, true
 
@@ -67,11 +68,14 @@ class Principal:
         """Whose memories are written when no owner is named: the scope, else its own."""
         return self.scope_user_id if self.scope_user_id is not None else self.user_id
 
-    def visible(self) -> ColumnElement[bool]:
-        """The condition restricting memories to what this principal may see."""
+    def visible(self, owner: ColumnElement[Any] | None = None) -> ColumnElement[bool]:
+        """The condition restricting memories to what this principal may see; owner: the
+        user id column to restrict (default the memories', e.g. the events' for history)."""
         if self.sees_everyone:
             return true()
-        return LongTermMemory.__table__.c.user_id == self.own_user_id  # type: ignore[attr-defined]
+        if owner is None:
+            owner = LongTermMemory.__table__.c.user_id  # type: ignore[attr-defined]
+        return owner == self.own_user_id
 
     def owner_for(self, user_id: int | None) -> int:
         """The user a write acts for: its own (or its scope's), or (admins only) another
