@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         Browser,
         BrowserContext,
         ConsoleMessage,
+        Locator,
         Page,
         Route,
         WebError,
@@ -57,6 +58,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts"
 SCREENSHOTS_DIR = ARTIFACTS_DIR / "screenshots"
 FAILURES_DIR = ARTIFACTS_DIR / "failures"
+PASSWORD = "correct horse battery"
+"""The password the browser tests give the users they create."""
+HTTP_STATUS_ERROR = "Failed to load resource: the server responded with a status of"
 
 CHROMIUM_PATH = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = (
@@ -534,3 +538,33 @@ async def log_in(page: Page, server: LiveServer, username: str, password: str) -
     await page.fill("#password", password)
     async with page.expect_navigation():
         await page.click("form button[type=submit]")
+
+
+async def logged_in(
+    web: Browsing,
+    user: User,
+    *,
+    java_script_enabled: bool = True,
+    color_scheme: ColorScheme = "light",
+    viewport: Viewport = "desktop",
+) -> Page:
+    """A page in a new context, logged in as user (with PASSWORD; it ends on the dashboard)."""
+    page = await web.new_page(
+        java_script_enabled=java_script_enabled, color_scheme=color_scheme, viewport=viewport
+    )
+    await log_in(page, web.server, user.username, PASSWORD)
+    return page
+
+
+def row(page: Page, key: str) -> Locator:
+    """The list row of the memory with this key."""
+    return page.locator("li.memory-row").filter(
+        has=page.locator(".memory-key", has_text=re.compile(f"^{re.escape(key)}$"))
+    )
+
+
+def assert_no_errors_except(web: Browsing, *statuses: int) -> None:
+    """No browser errors but the "Failed to load resource" of the 4xx statuses provoked."""
+    allowed = tuple(f"{HTTP_STATUS_ERROR} {status} " for status in statuses)
+    errors = [error for error in web.errors() if not error.startswith(allowed)]
+    assert not errors, "browser errors:\n" + "\n".join(errors)

@@ -12,12 +12,16 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from tests.browser_support import (
+    PASSWORD,
     AppData,
     Browsing,
     ColorScheme,
     Viewport,
+    assert_no_errors_except,
     expect,
     log_in,
+    logged_in,
+    row,
     screenshot,
     set_color_scheme,
 )
@@ -27,36 +31,10 @@ from webapp.services.principal import Principal
 from webapp.types import utcnow
 
 if TYPE_CHECKING:
-    from playwright.async_api import Locator, Page
-
-PASSWORD = "correct horse battery"
-HTTP_STATUS_ERROR = "Failed to load resource: the server responded with a status of"
+    from playwright.async_api import Page
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-async def logged_in(
-    web: Browsing,
-    user: User,
-    *,
-    java_script_enabled: bool = True,
-    color_scheme: ColorScheme = "light",
-    viewport: Viewport = "desktop",
-) -> Page:
-    """A page in a new context, logged in as user (it ends on the dashboard)."""
-    page = await web.new_page(
-        java_script_enabled=java_script_enabled, color_scheme=color_scheme, viewport=viewport
-    )
-    await log_in(page, web.server, user.username, PASSWORD)
-    return page
-
-
-def row(page: Page, key: str) -> Locator:
-    """The list row of the memory with this key."""
-    return page.locator("li.memory-row").filter(
-        has=page.locator(".memory-key", has_text=re.compile(f"^{re.escape(key)}$"))
-    )
 
 
 def query_of(page: Page) -> dict[str, list[str]]:
@@ -93,13 +71,6 @@ async def fetch(app_data: AppData, memory: LongTermMemory, owner: User) -> LongT
         memory_id=memory.id,
         include_deleted=True,
     )
-
-
-def assert_no_errors_except(web: Browsing, *statuses: int) -> None:
-    """No browser errors but the "Failed to load resource" of the 4xx statuses provoked."""
-    allowed = tuple(f"{HTTP_STATUS_ERROR} {status} " for status in statuses)
-    errors = [error for error in web.errors() if not error.startswith(allowed)]
-    assert not errors, "browser errors:\n" + "\n".join(errors)
 
 
 # --- logging in --------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.browser_support import (
+    PASSWORD,
     REPO_ROOT,
     AppData,
     Browsing,
@@ -38,7 +39,6 @@ from webapp.types import utcnow
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
-PASSWORD = "correct horse battery"
 AXE_VERSION = "4.14.1"
 AXE_INTEGRITY = (
     "sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPj"

@@ -9,15 +9,21 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from tests.browser_support import AppData, Browsing, expect, log_in, wait_for_htmx
+from tests.browser_support import (
+    PASSWORD,
+    AppData,
+    Browsing,
+    expect,
+    log_in,
+    row,
+    wait_for_htmx,
+)
 from webapp.models import User
 from webapp.services.memories import get_memory
 from webapp.services.principal import Principal
 
 if TYPE_CHECKING:
-    from playwright.async_api import Locator, Page
-
-PASSWORD = "correct horse battery"
+    from playwright.async_api import Page
 
 
 async def memories_page(web: Browsing, user: User, **context: bool) -> Page:
@@ -28,13 +34,6 @@ async def memories_page(web: Browsing, user: User, **context: bool) -> Page:
     if context.get("java_script_enabled", True):
         await wait_for_htmx(page)
     return page
-
-
-def row(page: Page, key: str) -> Locator:
-    """The list row of the memory with this key."""
-    return page.locator("li.memory-row").filter(
-        has=page.locator(".memory-key", has_text=re.compile(f"^{re.escape(key)}$"))
-    )
 
 
 async def seed(app_data: AppData) -> tuple[User, list[str]]:

@@ -8,47 +8,23 @@ from typing import TYPE_CHECKING
 import httpx
 
 from tests.browser_support import (
+    PASSWORD,
     AppData,
     Browsing,
-    ColorScheme,
     Viewport,
+    assert_no_errors_except,
     expect,
     log_in,
+    logged_in,
     screenshot,
     set_color_scheme,
 )
-from webapp.models import User
 from webapp.services.tokens import create_token
 
 if TYPE_CHECKING:
-    from playwright.async_api import Page
+    pass
 
-PASSWORD = "correct horse battery"
 NEW_PASSWORD = "a brand new password"
-HTTP_STATUS_ERROR = "Failed to load resource: the server responded with a status of"
-
-
-async def logged_in(
-    web: Browsing,
-    user: User,
-    *,
-    java_script_enabled: bool = True,
-    color_scheme: ColorScheme = "light",
-    viewport: Viewport = "desktop",
-) -> Page:
-    """A page in a new context, logged in as user."""
-    page = await web.new_page(
-        java_script_enabled=java_script_enabled, color_scheme=color_scheme, viewport=viewport
-    )
-    await log_in(page, web.server, user.username, PASSWORD)
-    return page
-
-
-def assert_no_errors_except(web: Browsing, *statuses: int) -> None:
-    """No browser errors but the "Failed to load resource" of the 4xx statuses provoked."""
-    allowed = tuple(f"{HTTP_STATUS_ERROR} {status} " for status in statuses)
-    errors = [error for error in web.errors() if not error.startswith(allowed)]
-    assert not errors, "browser errors:\n" + "\n".join(errors)
 
 
 async def api_status(web: Browsing, secret: str) -> int:

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from tests.browser_support import AppData, Browsing, expect, log_in, screenshot
+from tests.browser_support import (
+    PASSWORD,
+    AppData,
+    Browsing,
+    expect,
+    log_in,
+    screenshot,
+)
 from webapp.models import User
 from webapp.services.principal import Principal
 from webapp.services.tokens import list_tokens
@@ -15,7 +22,6 @@ from webapp.services.tokens import list_tokens
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
-PASSWORD = "correct horse battery"
 SELECTED_TEXT = "(e => e.value.substring(e.selectionStart, e.selectionEnd))(document.activeElement)"
 
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.browser_support import AppData, Browsing, expect, log_in, screenshot
+from tests.browser_support import (
+    PASSWORD,
+    AppData,
+    Browsing,
+    expect,
+    log_in,
+    screenshot,
+)
 from webapp.models import User
 from webapp.services.memories import delete_memory, get_memory
 from webapp.services.principal import Principal
-
-PASSWORD = "correct horse battery"
 
 
 async def _no_horizontal_scroll(page) -> bool:  # type: ignore[no-untyped-def]
