@@ -68,7 +68,11 @@ async def test_create_copy_use_revoke_a_token(web: Browsing, app_data: AppData) 
     await expect(secret_field).to_be_focused()
     secret = await secret_field.input_value()
     assert secret.startswith("mat_")
-    assert await page.evaluate(SELECTED_TEXT) == secret, "selected, ready to copy by hand"
+    # Autofocus comes first; app.js selects the secret once the page has loaded.
+    selected = await page.wait_for_function(
+        f"(secret) => {SELECTED_TEXT} === secret", arg=secret, timeout=5000
+    )
+    assert await selected.json_value(), "selected, ready to copy by hand"
     await page.get_by_role("button", name="Copy").click()
     await expect(page.locator("#status")).to_contain_text("Copied")
     assert await page.evaluate("navigator.clipboard.readText()") == secret
