@@ -33,6 +33,7 @@ APP_TABLES = {
     "login_throttle",
     "admin_event",
     "namespace_summary",
+    "memory_embedding",
 }
 GIN_INDEX = "ix_long_term_memory_tags_gin"
 

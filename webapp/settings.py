@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     import_stale_hours: int = Field(24, ge=1, le=24 * 30)
     trash_retention_days: int = Field(30, ge=0, le=36_500)
     expired_grace_days: int = Field(7, ge=0, le=36_500)
+    semantic_search: bool = True
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,57 @@
+"""Semantic search: memory_embedding, one packed vector per memory of its content, and
+the trigger that deletes a vector when its memory's content changes. Existing memories
+get their vectors from `memory-admin embed` (the model is too slow for a migration to
+wait on at a million rows: about 250 memories a second on two cores).
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-04
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from webapp.services import vectors
+
+revision: str = "0009"
+down_revision: str | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        vectors.TABLE,
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("memory_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("model", sa.String(length=64), nullable=False),
+        sa.Column("vector", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["memory_id"],
+            ["long_term_memory.id"],
+            name=op.f("fk_memory_embedding_memory_id_long_term_memory"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_memory_embedding_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_memory_embedding")),
+        sa.UniqueConstraint("memory_id", name=op.f("uq_memory_embedding_memory_id")),
+        sqlite_autoincrement=True,
+    )
+    op.create_index("ix_memory_embedding_user_id_seq", vectors.TABLE, ["user_id", "seq"])
+    for statement in vectors.create_statements(op.get_context().dialect.name):
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    for statement in vectors.drop_statements(op.get_context().dialect.name):
+        op.execute(statement)
+    op.drop_index("ix_memory_embedding_user_id_seq", table_name=vectors.TABLE)
+    op.drop_table(vectors.TABLE)

