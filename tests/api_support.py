@@ -48,7 +48,7 @@ MEMORY_FIELDS = {
 }
 """Memories are JSON objects with the model's field names."""
 PAGE_FIELDS = {"items", "next_cursor", "prev_cursor", "count", "count_capped"}
-SCORE_PARTS = {"text", "importance", "recency", "access"}
+SCORE_PARTS = {"text", "semantic", "importance", "recency", "access"}
 
 
 # --- agents and what the database holds ------------------------------------------------

@@ -27,6 +27,8 @@ from webapp import migrate
 from webapp.db import create_engine, create_sessionmaker
 from webapp.models import ApiToken, LoginThrottle, LongTermMemory, MemoryEvent, User, WebSession
 from webapp.models_admin import AdminEvent
+from webapp.models_embedding import MemoryEmbedding
+from webapp.services.vector_index import get_index
 from webapp.settings import Settings
 
 if TYPE_CHECKING:
@@ -138,10 +140,13 @@ async def db(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
             ApiToken,
             WebSession,
             LoginThrottle,
+            MemoryEmbedding,
             LongTermMemory,
             User,
         ):
             await conn.execute(delete(model))
+    # Search keeps each user's vectors in memory; the next test's user 1 is someone else.
+    get_index().forget()
 
 
 @pytest.fixture

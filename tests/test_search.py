@@ -299,7 +299,7 @@ async def test_ranking_combines_documented_components(database: Database, me: Pr
     assert ids.index(in_key.id) < ids.index(in_content.id)  # a word in the key counts more
     for result in results:
         parts = result.score_components
-        assert set(parts) == {"text", "importance", "recency", "access"}
+        assert set(parts) == {"text", "semantic", "importance", "recency", "access"}
         assert all(0.0 <= value <= 1.0 for value in parts.values())
         expected = sum(search.WEIGHTS[name] * parts[name] for name in parts)
         assert result.score == pytest.approx(expected, abs=1e-5)

@@ -137,7 +137,9 @@ class LongTermMemory(MemoryBase, table=True):
     __tablename__ = "long_term_memory"
     __table_args__ = (
         UniqueConstraint("user_id", "namespace", "key"),
-        Index("ix_long_term_memory_user_id_namespace", "user_id", "namespace"),
+        # With id: search walks it from a memory to its neighbours in a namespace
+        # (SQLite's indexes end in the rowid anyway; PostgreSQL's need it named).
+        Index("ix_long_term_memory_user_id_namespace", "user_id", "namespace", "id"),
         Index("ix_long_term_memory_tags_gin", "tags", postgresql_using="gin").ddl_if(
             dialect="postgresql"
         ),

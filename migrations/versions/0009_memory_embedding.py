@@ -1,7 +1,8 @@
 """Semantic search: memory_embedding, one packed vector per memory of its content, and
 the trigger that deletes a vector when its memory's content changes. Existing memories
 get their vectors from `memory-admin embed` (the model is too slow for a migration to
-wait on at a million rows: about 250 memories a second on two cores).
+wait on at a million rows: about 250 memories a second on two cores). The (user_id,
+namespace) index gains id, for search to step from a memory to its neighbours.
 
 Revision ID: 0009
 Revises: 0008
@@ -19,6 +20,8 @@ revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+PLACE_INDEX = "ix_long_term_memory_user_id_namespace"
 
 
 def upgrade() -> None:
@@ -48,9 +51,16 @@ def upgrade() -> None:
     op.create_index("ix_memory_embedding_user_id_seq", vectors.TABLE, ["user_id", "seq"])
     for statement in vectors.create_statements(op.get_context().dialect.name):
         op.execute(statement)
+    _place_index(["user_id", "namespace", "id"])
+
+
+def _place_index(columns: list[str]) -> None:
+    op.drop_index(PLACE_INDEX, table_name="long_term_memory")
+    op.create_index(PLACE_INDEX, "long_term_memory", columns)
 
 
 def downgrade() -> None:
+    _place_index(["user_id", "namespace"])
     for statement in vectors.drop_statements(op.get_context().dialect.name):
         op.execute(statement)
     op.drop_index("ix_memory_embedding_user_id_seq", table_name=vectors.TABLE)

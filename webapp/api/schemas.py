@@ -81,6 +81,7 @@ class ScoreComponents(SQLModel):
     """The parts a search score sums, each in [0, 1] before its weight."""
 
     text: float
+    semantic: float
     importance: float
     recency: float
     access: float

@@ -1,44 +1,75 @@
 """Ranked search for agents: the memories that best answer a query, with why they rank.
 
-score = 0.55 * text + 0.20 * importance + 0.15 * recency + 0.10 * access, each
-component in [0, 1]:
+    score = 0.40 * text + 0.40 * semantic + 0.10 * importance + 0.06 * recency
+          + 0.04 * access
 
-- text: the database's own relevance (SQLite FTS5 bm25, PostgreSQL ts_rank), with a
-  word in the key counting twice a word in the content, divided by the best relevance
-  among the matches, so the best text match scores 1.
+each component in [0, 1]:
+
+- text: the database's own relevance (SQLite FTS5 bm25, PostgreSQL ts_rank) of the
+  query's words, a word in the key counting twice a word in the content, divided by the
+  best among the candidates; then read in context (below).
+- semantic: the cosine similarity of the query's and the memory's vectors (the local
+  embedding model, webapp.embeddings), divided by the best among the candidates; then
+  read in context.
+- In context: a memory's text and semantic parts each become own + 0.3 * those of its
+  best matching neighbour, the memory written just before or just after it in the same
+  namespace (by id), and are divided by the best such value among the results, so the
+  best scores 1. An agent's memories of one conversation or task explain each other,
+  and the answer to a question is often the memory next to the one that repeats its
+  words. The best neighbour is the one whose own match (0.5 * text + 0.5 * semantic) is
+  the highest; without one, it counts 0.
 - importance: the memory's importance as stored.
 - recency: 1 / (1 + days since the last write / 30): 1 today, 1/2 after a month.
-- access: n / (n + 10) for n reads: 1/2 after ten reads, approaching 1.
+- access: n / (n + 10) for n reads: 1/2 after ten reads, approaching 1. Its weight is
+  the smallest, so that being returned cannot snowball: however often a memory was read,
+  access lifts it by at most 0.04, never past a memory that matches 5% better.
 
-A memory matches when its key or content holds any word of the query (more words
-matched means more text relevance). Only active memories (not deleted, not expired)
-are searched, and returning them counts as an access, in SQL.
+A memory matches when its key or content holds a word of the query, or when its
+meaning is close (cosine similarity at least SEMANTIC_FLOOR); only matches are ranked,
+and context only lifts them. Candidates are the LEXICAL best text matches and the
+SEMANTIC nearest vectors of the user's memories (webapp.services.vector_index), read
+back with every condition of the search (active only: not deleted, not expired; owner,
+namespace, tags); the CONTEXT best by match then bring in their matching neighbours.
+Returning a memory counts as an access, in SQL. Without the model (SEMANTIC_SEARCH=false,
+or a search across every user's memories), semantic is 0 and text alone finds.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Float, String, bindparam, case, cast, func, literal_column, select
+import numpy as np
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from webapp.db import Database
 from webapp.errors import NotFound
-from webapp.formats import sqlite_datetime_text
 from webapp.models import LongTermMemory, SearchRequest
-from webapp.services import fulltext
+from webapp.services import fulltext, search_context, vectors
 from webapp.services.filters import namespace_condition, state_condition, tags_condition
 from webapp.services.memories import count_access
 from webapp.services.plan import Plan, no_index
 from webapp.services.principal import Principal
 from webapp.services.users import resolve_user
+from webapp.services.vector_index import get_index
 from webapp.types import utcnow
 
-WEIGHTS = {"text": 0.55, "importance": 0.20, "recency": 0.15, "access": 0.10}
+WEIGHTS = {"text": 0.40, "semantic": 0.40, "importance": 0.10, "recency": 0.06, "access": 0.04}
+MATCH_WEIGHTS = {"text": 0.5, "semantic": 0.5}
+CONTEXT_WEIGHT = 0.3
 RECENCY_DAYS = 30.0
 ACCESS_HALF = 10.0
+LEXICAL = 100
+SEMANTIC = 100
+SEMANTIC_FILTERED = 2000
+"""With a namespace or tags filter many nearest vectors are filtered out: take more."""
+SEMANTIC_FLOOR = 0.3
+"""The least cosine similarity that makes a memory match by meaning alone; with this
+model unrelated sentences score about 0 to 0.25 (a LoCoMo question and an unrelated turn
+of the same conversation: median 0.24, names and all)."""
+CONTEXT = 10
 TEXT_WEIGHTS_POSTGRES = "{0.1, 0.2, 0.5, 1.0}"  # D, C, B (content), A (key)
 
 _c = LongTermMemory.__table__.c  # type: ignore[attr-defined]
@@ -51,6 +82,15 @@ class ScoredMemory:
     memory: LongTermMemory
     score: float
     score_components: dict[str, float]
+
+
+@dataclass
+class Ranked:
+    """A match's place in a ranking, before it is read (and counted as an access)."""
+
+    memory_id: int
+    score: float
+    parts: dict[str, float]
 
 
 def _relevance(
@@ -81,13 +121,9 @@ def _relevance(
     ]
 
 
-def _age_days(updated_at: Any, dialect: str, now: datetime) -> ColumnElement[float]:
+def _age_days(updated_at: datetime, now: datetime) -> float:
     """Days from updated_at to now, never negative."""
-    if dialect == "postgresql":
-        days = func.extract("epoch", bindparam("now", now) - updated_at) / 86400.0
-        return func.greatest(0.0, days)
-    now_text = bindparam("now_text", sqlite_datetime_text(now), type_=String)
-    return func.max(0.0, func.julianday(now_text) - func.julianday(updated_at))
+    return max(0.0, (now - updated_at).total_seconds() / 86400.0)
 
 
 async def _owner(db: Database, principal: Principal, user: str | None) -> int | None:
@@ -115,13 +151,57 @@ async def search(
     ]
 
 
-@dataclass
-class Ranked:
-    """A match's place in a ranking, before it is read (and counted as an access)."""
+def _conditions(
+    db: Database, request: SearchRequest, owner: int | None, now: datetime
+) -> list[ColumnElement[bool]]:
+    """What every candidate must satisfy: active, the owner's, in the namespace, tagged."""
+    conditions = [state_condition("active", now=now)]
+    if owner is not None:
+        # The owner word has narrowed the text matches inside the index already; with
+        # an indexable user_id test too, PostgreSQL also read the user's 60,000 row ids
+        # from the user_id index to intersect them (11 ms instead of 5): a check of each
+        # match instead.
+        conditions.append(no_index(_c.user_id, db.dialect) == owner)
+    if request.namespace:
+        conditions.append(namespace_condition(request.namespace))
+    if request.tags:
+        conditions.append(tags_condition(request.tags, mode="all", plan=Plan(db.dialect)))
+    return conditions
 
-    memory_id: int
-    score: float
-    parts: dict[str, float]
+
+async def _lexical(
+    db: Database, request: SearchRequest, owner: int | None, now: datetime
+) -> dict[int, float]:
+    """The LEXICAL best text matches: id -> relevance."""
+    relevance, match = _relevance(request.query, db.dialect, owner)
+    query = select(_c.id, relevance.label("relevance"))
+    if db.dialect == "sqlite":
+        query = query.select_from(fulltext.fts_table)
+    query = (
+        query.where(*match, *_conditions(db, request, owner, now))
+        .order_by(relevance.desc(), _c.id.desc())
+        .limit(LEXICAL)
+    )
+    async with db.read() as session:
+        return {row.id: float(row.relevance) for row in await session.execute(query)}
+
+
+async def _semantic(db: Database, request: SearchRequest, owner: int | None) -> dict[int, float]:
+    """The user's memories by cosine similarity to the query: the SEMANTIC nearest as
+    candidates, and every similarity for the neighbours' context (id -> cosine)."""
+    if owner is None or not vectors.enabled():
+        return {}
+    query_vector = await vectors.query_vector(request.query)
+    ids, similarity = await get_index().similarities(db, owner, query_vector)
+    wanted = SEMANTIC_FILTERED if request.namespace or request.tags else SEMANTIC
+    if len(ids) > wanted:
+        best = np.argpartition(-similarity, wanted)[:wanted]
+        ids, similarity = ids[best], similarity[best]
+    return {
+        memory_id: value
+        for memory_id, value in zip(ids.tolist(), similarity.tolist(), strict=True)
+        if value >= SEMANTIC_FLOOR
+    }
 
 
 async def rank(
@@ -131,50 +211,69 @@ async def rank(
     scores; reading them is not yet an access (count_access)."""
     now = utcnow()
     owner = await _owner(db, principal, user)
-    relevance, match = _relevance(request.query, db.dialect, owner)
-    conditions = [*match, state_condition("active", now=now)]
-    if owner is not None:
-        # The owner word has narrowed the matches inside the text index already; with
-        # an indexable user_id test too, PostgreSQL also read the user's 60,000 row ids
-        # from the user_id index to intersect them (11 ms instead of 5): a check of each
-        # match instead.
-        conditions.append(no_index(_c.user_id, db.dialect) == owner)
-    if request.namespace:
-        conditions.append(namespace_condition(request.namespace))
-    if request.tags:
-        conditions.append(tags_condition(request.tags, mode="all", plan=Plan(db.dialect)))
+    lexical, semantic = await asyncio.gather(
+        _lexical(db, request, owner, now), _semantic(db, request, owner)
+    )
+    conditions = _conditions(db, request, owner, now)
+    rows = await search_context.read_candidates(db, set(lexical) | set(semantic), conditions)
+    if not rows:
+        return []
+    best_text = max((lexical.get(i, 0.0) for i in rows), default=0.0)
+    best_semantic = max((semantic.get(i, 0.0) for i in rows), default=0.0)
 
-    matches = select(
-        _c.id, relevance.label("relevance"), _c.importance, _c.updated_at, _c.access_count
+    def part(value: float, best: float) -> float:
+        return min(1.0, max(0.0, value / best)) if best > 0 else 0.0
+
+    def match(memory_id: int) -> tuple[float, float, float]:
+        text = part(lexical.get(memory_id, 0.0), best_text)
+        meaning = part(semantic.get(memory_id, 0.0), best_semantic)
+        return text, meaning, MATCH_WEIGHTS["text"] * text + MATCH_WEIGHTS["semantic"] * meaning
+
+    matched = {memory_id: match(memory_id) for memory_id in rows}
+    leaders = sorted(matched, key=lambda i: (-matched[i][2], -i))[:CONTEXT]
+    neighbours = await search_context.neighbours(db, leaders, conditions)
+    missing = {n for pair in neighbours.values() for n in pair} - set(rows)
+    if missing and owner is not None and vectors.enabled():
+        # A neighbour joins only if it matches by itself: close enough in meaning.
+        query_vector = await vectors.query_vector(request.query)
+        close = await get_index().similarity_of(db, owner, query_vector, missing)
+        close = {i: value for i, value in close.items() if value >= SEMANTIC_FLOOR}
+        semantic.update(close)
+        rows.update(await search_context.read_candidates(db, close, conditions))
+        matched.update({memory_id: match(memory_id) for memory_id in close if memory_id in rows})
+    best_neighbour = search_context.best_neighbour(
+        neighbours, {i: m[2] for i, m in matched.items()}
     )
-    if db.dialect == "sqlite":
-        matches = matches.select_from(fulltext.fts_table)
-    matches_cte = matches.where(*conditions).cte("matches")
-    m = matches_cte.c
-    best = func.max(m.relevance).over()
-    text_part = case((best > 0, m.relevance / best), else_=0.0)
-    age = _age_days(m.updated_at, db.dialect, now)
-    scored = select(
-        m.id,
-        cast(text_part, Float).label("text"),
-        cast(m.importance, Float).label("importance"),
-        cast(1.0 / (1.0 + age / RECENCY_DAYS), Float).label("recency"),
-        cast(m.access_count / (m.access_count + ACCESS_HALF), Float).label("access"),
-    ).subquery("scored")
-    s = scored.c
-    score = sum((WEIGHTS[name] * s[name] for name in WEIGHTS), start=literal_column("0.0"))
-    ranked = (
-        select(s.id, s.text, s.importance, s.recency, s.access, score.label("score"))
-        .order_by(score.desc(), s.id.desc())
-        .limit(request.limit)
-    )
-    async with db.read() as session:
-        rows = (await session.execute(ranked)).all()
-    return [
-        Ranked(
-            memory_id=row.id,
-            score=round(float(row.score), 6),
-            parts={name: round(float(getattr(row, name)), 6) for name in WEIGHTS},
+
+    blended = {}
+    for memory_id in rows:
+        text, meaning, _ = matched[memory_id]
+        beside = best_neighbour.get(memory_id)
+        text_beside, meaning_beside, _ = matched[beside] if beside in matched else (0.0, 0.0, 0)
+        blended[memory_id] = (
+            text + CONTEXT_WEIGHT * text_beside,
+            meaning + CONTEXT_WEIGHT * meaning_beside,
         )
-        for row in rows
-    ]
+    top_text = max(text for text, _ in blended.values())
+    top_meaning = max(meaning for _, meaning in blended.values())
+
+    ranked = []
+    for memory_id, row in rows.items():
+        text, meaning = blended[memory_id]
+        parts = {
+            "text": part(text, top_text),
+            "semantic": part(meaning, top_meaning),
+            "importance": float(row.importance),
+            "recency": 1.0 / (1.0 + _age_days(row.updated_at, now) / RECENCY_DAYS),
+            "access": row.access_count / (row.access_count + ACCESS_HALF),
+        }
+        score = sum(WEIGHTS[name] * value for name, value in parts.items())
+        ranked.append(
+            Ranked(
+                memory_id=memory_id,
+                score=round(score, 6),
+                parts={name: round(value, 6) for name, value in parts.items()},
+            )
+        )
+    ranked.sort(key=lambda entry: (-entry.score, -entry.memory_id))
+    return ranked[: request.limit]

@@ -121,6 +121,22 @@ async def vector_of(text: str) -> bytes:
     return packed
 
 
+_queries: OrderedDict[str, embeddings.Vectors] = OrderedDict()
+
+
+async def query_vector(query: str) -> embeddings.Vectors:
+    """The unit vector of a search query; the last few are kept, for a search asks twice
+    (candidates, then its neighbours) and agents repeat themselves."""
+    vector = _queries.get(query)
+    if vector is None:
+        vector = await anyio.to_thread.run_sync(embeddings.get_embedder().embed_one, query)
+        _queries[query] = vector
+        while len(_queries) > _CACHE_SIZE:
+            _queries.popitem(last=False)
+    _queries.move_to_end(query)
+    return vector
+
+
 async def write(session: AsyncSession, rows: Sequence[tuple[int, int, str]]) -> None:
     """Give each (memory_id, user_id, content) the vector of that content, replacing the
     one it had, in the caller's transaction. Flushes first: the content's own UPDATE

@@ -1,0 +1,228 @@
+"""Semantic and hybrid search (services/search.py, vector_index.py), on both databases:
+a question finds the memory that answers it without sharing a word, never one it must
+not see, and the per-process vector cache follows every change to the vectors."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from webapp.db import Database
+from webapp.models import LongTermMemory, MemoryCreate, MemoryEmbedding
+from webapp.models import SearchRequest as Request
+from webapp.services import memories, search, vectors
+from webapp.services.principal import Principal
+from webapp.types import utcnow
+
+from .factories import make_user
+
+PARAPHRASES = [
+    ("what does the user drink in the afternoon", "Switched to decaf coffee after 3pm."),
+    ("which pet does she own", "Has a golden retriever named Biscuit."),
+    ("where is their home", "Lives in a small flat in Lisbon."),
+    ("food allergies", "Gets hives after eating peanuts or shellfish."),
+    ("what job do they have", "Works as a nurse at the children's hospital."),
+    ("favourite sport to watch", "Never misses a Lakers basketball game on TV."),
+]
+"""A question and the memory that answers it, sharing no word (stemmed or not)."""
+DISTRACTORS = [
+    "Bought new running shoes last week.",
+    "The meeting moved to Thursday.",
+    "Prefers window seats on long flights.",
+    "Reads science fiction before bed.",
+]
+_e = MemoryEmbedding.__table__.c  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def database(db: object) -> Database:
+    return Database(db)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def me(database: Database) -> Principal:
+    async with database.read() as session:
+        return Principal.of_user(await make_user(session, username="alice"))
+
+
+@pytest.fixture
+async def bob(database: Database) -> Principal:
+    async with database.read() as session:
+        return Principal.of_user(await make_user(session, username="bob"))
+
+
+async def add(
+    database: Database, principal: Principal, key: str, content: str, **fields: object
+) -> LongTermMemory:
+    """Remember a memory and make sure it has its vector (whatever remember does)."""
+    data = MemoryCreate(
+        namespace=fields.pop("namespace", "facts"), key=key, content=content, **fields
+    )  # type: ignore[arg-type]
+    memory = (await memories.remember(database, principal=principal, data=data)).memory
+    assert memory.id is not None
+    await vectors.prepare([content])
+    async with database.write() as session:
+        await vectors.write(session, [(memory.id, memory.user_id, content)])
+    return memory
+
+
+async def ask(
+    database: Database, principal: Principal, query: str, **fields: object
+) -> list[search.ScoredMemory]:
+    return await search.search(
+        database, principal=principal, request=Request(query=query, **fields)
+    )  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def facts(database: Database, me: Principal) -> dict[str, LongTermMemory]:
+    found = {}
+    for number, content in enumerate([answer for _, answer in PARAPHRASES] + DISTRACTORS):
+        found[content] = await add(database, me, f"fact-{number}", content)
+    return found
+
+
+@pytest.mark.parametrize(("question", "answer"), PARAPHRASES)
+async def test_a_question_finds_its_answer_without_a_shared_word(
+    database: Database, me: Principal, facts: dict[str, LongTermMemory], question: str, answer: str
+) -> None:
+    results = await ask(database, me, question)
+    assert results and results[0].memory.id == facts[answer].id, [r.memory.content for r in results]
+    best = results[0].score_components
+    assert best["text"] == 0.0 and best["semantic"] == 1.0
+    for result in results:
+        assert set(result.score_components) == {
+            "text",
+            "semantic",
+            "importance",
+            "recency",
+            "access",
+        }
+        assert all(0.0 <= value <= 1.0 for value in result.score_components.values())
+
+
+async def test_unrelated_memories_do_not_match(
+    database: Database, me: Principal, facts: dict[str, LongTermMemory]
+) -> None:
+    """Only what holds a word of the query or is close in meaning comes back."""
+    results = await ask(database, me, "quantum chromodynamics lecture notes")
+    assert results == []
+
+
+async def test_never_returns_what_the_searcher_must_not_see(
+    database: Database, me: Principal, bob: Principal, facts: dict[str, LongTermMemory]
+) -> None:
+    question, answer = PARAPHRASES[1]
+    theirs = await add(database, bob, "pet", "Owns a tabby cat called Miso.")
+    gone = await add(database, me, "old-pet", "Had a hamster called Nibbles.")
+    await memories.delete_memory(database, principal=me, memory_id=gone.id)  # type: ignore[arg-type]
+    soon = await add(database, me, "pet-sitter", "A neighbour walks the dog on weekdays.")
+    async with database.write() as session:
+        await session.execute(
+            update(LongTermMemory)
+            .where(LongTermMemory.id == soon.id)  # type: ignore[arg-type]
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    found = {r.memory.id for r in await ask(database, me, question, limit=50)}
+    assert facts[answer].id in found
+    assert not found & {theirs.id, gone.id, soon.id}
+    found_by_bob = {r.memory.id for r in await ask(database, bob, question, limit=50)}
+    assert found_by_bob == {theirs.id}
+
+
+async def test_namespace_and_tags_filter_semantic_matches(
+    database: Database, me: Principal
+) -> None:
+    home = await add(database, me, "a", "Has a golden retriever named Biscuit.", namespace="home")
+    await add(database, me, "b", "Has a golden retriever named Biscuit.", namespace="work")
+    tagged = await add(
+        database, me, "c", "Adopted a rescue greyhound.", namespace="work", tags=["pets"]
+    )
+    assert [
+        r.memory.id for r in await ask(database, me, "which pet does she own", namespace="home")
+    ] == [home.id]
+    assert [
+        r.memory.id for r in await ask(database, me, "which pet does she own", tags=["pets"])
+    ] == [tagged.id]
+
+
+async def test_a_neighbour_in_the_same_namespace_lifts_the_answer(
+    database: Database, me: Principal
+) -> None:
+    """The reply written right after the matching question outranks an equally close
+    memory elsewhere."""
+    await add(
+        database, me, "t1", "Melanie: how was the charity race for mental health?", namespace="chat"
+    )
+    reply = await add(
+        database,
+        me,
+        "t2",
+        "Caroline: I ran it in under an hour and raised money.",
+        namespace="chat",
+    )
+    other = await add(
+        database, me, "x", "Caroline: I ran in the park in under an hour.", namespace="notes"
+    )
+    ids = [
+        r.memory.id for r in await ask(database, me, "What did Caroline do at the charity race?")
+    ]
+    assert ids.index(reply.id) < ids.index(other.id)
+
+
+async def test_the_cache_follows_every_change_to_the_vectors(
+    database: Database, me: Principal, facts: dict[str, LongTermMemory]
+) -> None:
+    question, answer = PARAPHRASES[3]
+    assert (await ask(database, me, question))[0].memory.id == facts[answer].id
+    # New content, new vector (the trigger drops the old one; the writer adds the new).
+    changed = facts[answer]
+    await memories.update_memory(
+        database,
+        principal=me,
+        memory_id=changed.id,  # type: ignore[arg-type]
+        changes=memories.MemoryUpdate(content="Collects vintage postcards."),
+    )
+    await vectors.prepare(["Collects vintage postcards."])
+    async with database.write() as session:
+        await vectors.write(session, [(changed.id, me.user_id, "Collects vintage postcards.")])  # type: ignore[list-item]
+    assert changed.id not in {r.memory.id for r in await ask(database, me, question)}
+    newer = await add(database, me, "allergy", "Cannot eat gluten or dairy without getting sick.")
+    assert (await ask(database, me, question))[0].memory.id == newer.id
+    # A vector removed (purge, or content changed outside memory-admin): read in full.
+    async with database.write() as session:
+        await session.execute(delete(MemoryEmbedding).where(_e.memory_id == newer.id))
+    assert newer.id not in {
+        r.memory.id for r in await ask(database, me, question) if r.score_components["text"] == 0
+    }
+    async with database.read() as session:
+        assert (
+            await session.execute(select(_e.memory_id).where(_e.memory_id == newer.id))
+        ).first() is None
+
+
+async def test_searching_twice_does_not_snowball(
+    database: Database, me: Principal, facts: dict[str, LongTermMemory]
+) -> None:
+    """Being returned counts as an access, and access lifts a memory a little: never past
+    one that matches clearly better."""
+    first = [r.memory.id for r in await ask(database, me, "what job do they have")]
+    for _ in range(30):
+        again = [r.memory.id for r in await ask(database, me, "what job do they have")]
+    assert again[0] == first[0]
+
+
+async def test_purge_removes_the_vectors(
+    database: Database, me: Principal, facts: dict[str, LongTermMemory]
+) -> None:
+    victim = facts[PARAPHRASES[0][1]]
+    await memories.delete_memory(database, principal=me, memory_id=victim.id)  # type: ignore[arg-type]
+    assert await memories.purge_deleted(database, principal=Principal.operator()) == 1
+    async with database.read() as session:
+        left = (
+            await session.execute(select(_e.memory_id).where(_e.memory_id == victim.id))
+        ).first()
+    assert left is None
+    assert victim.id not in {r.memory.id for r in await ask(database, me, PARAPHRASES[0][0])}
