@@ -27,7 +27,7 @@ from webapp import migrate
 from webapp.db import create_engine, create_sessionmaker
 from webapp.models import ApiToken, LoginThrottle, LongTermMemory, MemoryEvent, User, WebSession
 from webapp.models_admin import AdminEvent
-from webapp.models_embedding import MemoryEmbedding
+from webapp.models_embedding import EmbeddingQueue, MemoryEmbedding
 from webapp.services.vector_index import get_index
 from webapp.settings import Settings
 
@@ -140,6 +140,7 @@ async def db(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
             ApiToken,
             WebSession,
             LoginThrottle,
+            EmbeddingQueue,
             MemoryEmbedding,
             LongTermMemory,
             User,

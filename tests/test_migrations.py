@@ -34,6 +34,7 @@ APP_TABLES = {
     "admin_event",
     "namespace_summary",
     "memory_embedding",
+    "embedding_queue",
 }
 GIN_INDEX = "ix_long_term_memory_tags_gin"
 

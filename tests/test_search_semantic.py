@@ -56,15 +56,14 @@ async def bob(database: Database) -> Principal:
 async def add(
     database: Database, principal: Principal, key: str, content: str, **fields: object
 ) -> LongTermMemory:
-    """Remember a memory and make sure it has its vector (whatever remember does)."""
+    """Remember a memory and give it its vector, as the app's background embedder does."""
     data = MemoryCreate(
         namespace=fields.pop("namespace", "facts"), key=key, content=content, **fields
     )  # type: ignore[arg-type]
     memory = (await memories.remember(database, principal=principal, data=data)).memory
     assert memory.id is not None
-    await vectors.prepare([content])
-    async with database.write() as session:
-        await vectors.write(session, [(memory.id, memory.user_id, content)])
+    while await vectors.drain(database):
+        pass
     return memory
 
 
@@ -185,9 +184,12 @@ async def test_the_cache_follows_every_change_to_the_vectors(
         memory_id=changed.id,  # type: ignore[arg-type]
         changes=memories.MemoryUpdate(content="Collects vintage postcards."),
     )
-    await vectors.prepare(["Collects vintage postcards."])
-    async with database.write() as session:
-        await vectors.write(session, [(changed.id, me.user_id, "Collects vintage postcards.")])  # type: ignore[list-item]
+    # The search embeds the edited memory itself: it is the user's only queued write.
+    async with database.read() as session:
+        left = (
+            await session.execute(select(_e.memory_id).where(_e.memory_id == changed.id))
+        ).first()
+    assert left is None, "the old content's vector is gone with it"
     assert changed.id not in {r.memory.id for r in await ask(database, me, question)}
     newer = await add(database, me, "allergy", "Cannot eat gluten or dairy without getting sick.")
     assert (await ask(database, me, question))[0].memory.id == newer.id

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -24,6 +27,7 @@ from webapp.db_errors import is_unavailable
 from webapp.errors import MemoryAdminError
 from webapp.paths import resource_dir
 from webapp.request_scope import RequestScope
+from webapp.services import vectors
 from webapp.services.cursors import CursorSigner
 from webapp.services.health import database_status
 from webapp.settings import Settings, get_settings
@@ -36,6 +40,13 @@ from webapp.web.templating import AppEnvironment
 logger = logging.getLogger("memory_admin")
 
 
+async def _embed_in_background(db: Database) -> None:
+    """Give new and edited memories their vectors (webapp.services.vectors); the model
+    loads in a thread, so the app answers at once."""
+    if await anyio.to_thread.run_sync(vectors.enabled):
+        await vectors.drain_forever(db)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for settings (the environment's by default); nothing connects yet."""
     settings = settings or get_settings()
@@ -43,7 +54,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        embedder = None
+        if settings.background_embedding:
+            embedder = asyncio.create_task(_embed_in_background(Database(engine)))
         yield
+        if embedder is not None:
+            embedder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await embedder
         await engine.dispose()
 
     app = FastAPI(

@@ -440,4 +440,5 @@ class NamespaceSummary(SQLModel, table=True):
 
 
 from webapp.models_admin import AdminEvent as AdminEvent  # noqa: E402  (in `metadata` too)
+from webapp.models_embedding import EmbeddingQueue as EmbeddingQueue  # noqa: E402
 from webapp.models_embedding import MemoryEmbedding as MemoryEmbedding  # noqa: E402

@@ -4,12 +4,12 @@ Kept apart from models.py and imported at its end, like models_admin.py, so the 
 metadata, Alembic's comparison and create_all all see it.
 
 One row per memory that has been embedded: `memory_id` is unique and the row goes with
-the memory (ON DELETE CASCADE: purge, erase). A database trigger deletes the row when
-the memory's content changes, so a vector never describes old content; the service that
-wrote the content writes the new vector in the same transaction, and `memory-admin
-embed` fills in any row without one. Every write of a vector is a new row, so `seq`
-only grows: a search process that holds a user's vectors in memory reads the rows past
-the last `seq` it saw (see webapp.services.vectors).
+the memory (ON DELETE CASCADE: purge, erase). Database triggers put every new memory,
+and every memory whose content changes, in `embedding_queue` (deleting the vector of
+the old content), whatever wrote it; the model empties the queue outside any write
+transaction (webapp.services.vectors), so writes never wait for it. Every write of a
+vector is a new row, so `seq` only grows: a search process that holds a user's vectors
+in memory reads the rows past the last `seq` it saw (webapp.services.vector_index).
 """
 
 from __future__ import annotations
@@ -42,3 +42,29 @@ class MemoryEmbedding(SQLModel, table=True):
     )
     model: str = Field(sa_column=Column(String(64), nullable=False))
     vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class EmbeddingQueue(SQLModel, table=True):
+    """A memory whose content has no vector yet: filled by database triggers when a memory
+    is created or its content changes, emptied as vectors are written (webapp.services.
+    vectors.drain). `seq` is new each time a memory is queued again, so a vector made of
+    content that has changed since is never written."""
+
+    __tablename__ = "embedding_queue"
+    __table_args__ = (
+        Index("ix_embedding_queue_user_id_seq", "user_id", "seq"),
+        {"sqlite_autoincrement": True},
+    )
+
+    seq: int | None = Field(default=None, primary_key=True)
+    memory_id: int = Field(
+        sa_column=Column(
+            Integer,
+            ForeignKey("long_term_memory.id", ondelete="CASCADE"),
+            nullable=False,
+            unique=True,
+        )
+    )
+    user_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    )

@@ -1,7 +1,8 @@
 """Semantic search: memory_embedding, one packed vector per memory of its content, and
-the trigger that deletes a vector when its memory's content changes. Existing memories
-get their vectors from `memory-admin embed` (the model is too slow for a migration to
-wait on at a million rows: about 250 memories a second on two cores). The (user_id,
+embedding_queue, the memories waiting for one, kept by triggers on long_term_memory
+(webapp.services.vectors). Every existing memory is queued: the app embeds them in the
+background, or `memory-admin embed` does it at once (the model is too slow for a
+migration to wait on: 30 to 100 memories a second on two cores). The (user_id,
 namespace) index gains id, for search to step from a memory to its neighbours.
 
 Revision ID: 0009
@@ -49,6 +50,29 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("ix_memory_embedding_user_id_seq", vectors.TABLE, ["user_id", "seq"])
+    op.create_table(
+        vectors.QUEUE,
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("memory_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["memory_id"],
+            ["long_term_memory.id"],
+            name=op.f("fk_embedding_queue_memory_id_long_term_memory"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_embedding_queue_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_embedding_queue")),
+        sa.UniqueConstraint("memory_id", name=op.f("uq_embedding_queue_memory_id")),
+        sqlite_autoincrement=True,
+    )
+    op.create_index("ix_embedding_queue_user_id_seq", vectors.QUEUE, ["user_id", "seq"])
+    op.execute(vectors.QUEUE_EVERYTHING)
     for statement in vectors.create_statements(op.get_context().dialect.name):
         op.execute(statement)
     _place_index(["user_id", "namespace", "id"])
@@ -63,5 +87,7 @@ def downgrade() -> None:
     _place_index(["user_id", "namespace"])
     for statement in vectors.drop_statements(op.get_context().dialect.name):
         op.execute(statement)
+    op.drop_index("ix_embedding_queue_user_id_seq", table_name=vectors.QUEUE)
+    op.drop_table(vectors.QUEUE)
     op.drop_index("ix_memory_embedding_user_id_seq", table_name=vectors.TABLE)
     op.drop_table(vectors.TABLE)

@@ -54,6 +54,7 @@ from webapp.services.plan import Plan, no_index
 from webapp.services.principal import Principal
 from webapp.services.users import resolve_user
 from webapp.services.vector_index import get_index
+from webapp.settings import get_settings
 from webapp.types import utcnow
 
 WEIGHTS = {"text": 0.40, "semantic": 0.40, "importance": 0.10, "recency": 0.06, "access": 0.04}
@@ -191,6 +192,8 @@ async def _semantic(db: Database, request: SearchRequest, owner: int | None) -> 
     candidates, and every similarity for the neighbours' context (id -> cosine)."""
     if owner is None or not vectors.enabled():
         return {}
+    # What the agent wrote a moment ago may still wait for its vector: embed it now.
+    await vectors.catch_up(db, user_id=owner, most=get_settings().search_catch_up)
     query_vector = await vectors.query_vector(request.query)
     ids, similarity = await get_index().similarities(db, owner, query_vector)
     wanted = SEMANTIC_FILTERED if request.namespace or request.tags else SEMANTIC

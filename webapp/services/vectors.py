@@ -1,63 +1,98 @@
-"""Memory vectors: computing them off the event loop and writing them with the content.
+"""Memory vectors: kept current by database triggers and a queue, made outside writes.
 
-The model runs in a worker thread (onnxruntime releases the GIL), never inside a write
-transaction when it can be helped: a writer calls `prepare(content)` before it opens
-its transaction, and `vector_of(content)` inside it then finds the vector ready in a
-small per-process cache keyed by the text.
+The model takes 10 to 40 ms a memory on two cores, longer than a whole upsert, so no
+write waits for it. Triggers on long_term_memory put each new memory, and each memory
+whose content changes, in `embedding_queue`, and delete the vector of the old content,
+whatever wrote it (the services, an import, a DBA's UPDATE). `drain` empties the queue:
+it reads a batch, embeds it in a worker thread (onnxruntime releases the GIL), then
+writes the vectors in a short transaction, each only if its memory's queue entry is
+still the one it read (a memory edited meanwhile is queued anew and gets the vector of
+its new content next time).
+
+Three callers drain: every app process in the background (`drain_forever`), search for
+the searching user's few newest writes before it compares vectors (so an agent finds
+what it wrote a moment ago), and `memory-admin embed` for a whole database.
 
 With SEMANTIC_SEARCH=false, or without the model's packages, nothing is embedded and
-search ranks by text alone (`enabled()` says which).
+search ranks by text alone (`enabled()` says which); the queue just waits.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 
 import anyio
-from sqlalchemy import delete, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from webapp import embeddings
-from webapp.models import MemoryEmbedding
+from webapp.db import Database
+from webapp.models import EmbeddingQueue, LongTermMemory, MemoryEmbedding
 from webapp.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-_table = MemoryEmbedding.__table__  # type: ignore[attr-defined]
+_vectors = MemoryEmbedding.__table__  # type: ignore[attr-defined]
+_queue = EmbeddingQueue.__table__  # type: ignore[attr-defined]
+_memory = LongTermMemory.__table__.c  # type: ignore[attr-defined]
+_CACHE_SIZE = 256
 
 TABLE = "memory_embedding"
-STALE_TRIGGER = "long_term_memory_au_vector"
-_POSTGRES_FUNCTION = "forget_stale_vector"
+QUEUE = "embedding_queue"
+_ENQUEUE_SQLITE = (
+    f"INSERT OR REPLACE INTO {QUEUE}(memory_id, user_id) VALUES (new.id, new.user_id);"
+)
 SQLITE_TRIGGERS = {
-    STALE_TRIGGER: f"""
-        CREATE TRIGGER {STALE_TRIGGER} AFTER UPDATE OF content ON long_term_memory
+    "long_term_memory_ai_vector": f"""
+        CREATE TRIGGER long_term_memory_ai_vector AFTER INSERT ON long_term_memory BEGIN
+            {_ENQUEUE_SQLITE}
+        END""",
+    "long_term_memory_au_vector": f"""
+        CREATE TRIGGER long_term_memory_au_vector AFTER UPDATE OF content ON long_term_memory
         WHEN old.content IS NOT new.content BEGIN
             DELETE FROM {TABLE} WHERE memory_id = new.id;
+            {_ENQUEUE_SQLITE}
         END""",
 }
 POSTGRES_DDL = (
     f"""
-    CREATE FUNCTION {_POSTGRES_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE FUNCTION queue_new_vectors() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        DELETE FROM {TABLE} WHERE memory_id = NEW.id;
+        INSERT INTO {QUEUE}(memory_id, user_id) SELECT id, user_id FROM inserted
+        ON CONFLICT (memory_id) DO NOTHING;
         RETURN NULL;
     END $$""",
+    """
+    CREATE TRIGGER long_term_memory_ai_vector AFTER INSERT ON long_term_memory
+    REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT
+    EXECUTE FUNCTION queue_new_vectors()""",
     f"""
-    CREATE TRIGGER {STALE_TRIGGER} AFTER UPDATE OF content ON long_term_memory
+    CREATE FUNCTION queue_changed_vector() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM {TABLE} WHERE memory_id = NEW.id;
+        INSERT INTO {QUEUE}(memory_id, user_id) VALUES (NEW.id, NEW.user_id)
+        ON CONFLICT (memory_id) DO UPDATE SET seq = nextval('{QUEUE}_seq_seq');
+        RETURN NULL;
+    END $$""",
+    """
+    CREATE TRIGGER long_term_memory_au_vector AFTER UPDATE OF content ON long_term_memory
     FOR EACH ROW WHEN (OLD.content IS DISTINCT FROM NEW.content)
-    EXECUTE FUNCTION {_POSTGRES_FUNCTION}()""",
+    EXECUTE FUNCTION queue_changed_vector()""",
 )
-"""A vector never outlives the content it was made of: whatever changes a memory's
-content (a service, a DBA's UPDATE) deletes its vector in the same statement; the
-service then writes the new one (`write`), and `memory-admin embed` fills any gap."""
+"""Inserts are queued per statement on PostgreSQL (an import's COPY queues its rows in
+one INSERT ... SELECT); a content change per row, and only when the content differs."""
+QUEUE_EVERYTHING = (
+    f"INSERT INTO {QUEUE}(memory_id, user_id) SELECT id, user_id FROM long_term_memory "
+    f"WHERE id NOT IN (SELECT memory_id FROM {TABLE}) ORDER BY id"
+)
 
 
 def create_statements(dialect: str) -> list[str]:
-    """The stale-vector trigger's DDL for dialect (migration 0009)."""
+    """The queue triggers' DDL for dialect (migration 0009)."""
     return list(POSTGRES_DDL) if dialect == "postgresql" else list(SQLITE_TRIGGERS.values())
 
 
@@ -65,14 +100,12 @@ def drop_statements(dialect: str) -> list[str]:
     """Undo create_statements."""
     if dialect == "postgresql":
         return [
-            f"DROP TRIGGER IF EXISTS {STALE_TRIGGER} ON long_term_memory",
-            f"DROP FUNCTION IF EXISTS {_POSTGRES_FUNCTION}()",
+            "DROP TRIGGER IF EXISTS long_term_memory_ai_vector ON long_term_memory",
+            "DROP TRIGGER IF EXISTS long_term_memory_au_vector ON long_term_memory",
+            "DROP FUNCTION IF EXISTS queue_new_vectors()",
+            "DROP FUNCTION IF EXISTS queue_changed_vector()",
         ]
     return [f"DROP TRIGGER IF EXISTS {name}" for name in SQLITE_TRIGGERS]
-
-
-_CACHE_SIZE = 256
-_ready: OrderedDict[bytes, bytes] = OrderedDict()
 
 
 @lru_cache(maxsize=1)
@@ -89,36 +122,10 @@ def enabled() -> bool:
     return True
 
 
-def _text_key(text: str) -> bytes:
-    return hashlib.blake2b(text.encode(), digest_size=16).digest()
-
-
 async def embed_many(texts: Sequence[str]) -> list[bytes]:
     """Packed vectors of texts, in order, computed in a worker thread."""
     vectors = await anyio.to_thread.run_sync(embeddings.get_embedder().embed, list(texts))
     return [embeddings.pack(vector) for vector in vectors]
-
-
-async def prepare(texts: Iterable[str | None]) -> None:
-    """Compute and keep the vectors of texts about to be written (None is skipped)."""
-    if not enabled():
-        return
-    missing = [text for text in dict.fromkeys(texts) if text and _text_key(text) not in _ready]
-    if not missing:
-        return
-    for text, packed in zip(missing, await embed_many(missing), strict=True):
-        _ready[_text_key(text)] = packed
-        _ready.move_to_end(_text_key(text))
-    while len(_ready) > _CACHE_SIZE:
-        _ready.popitem(last=False)
-
-
-async def vector_of(text: str) -> bytes:
-    """The packed vector of text: from `prepare` when it was called, else computed now."""
-    packed = _ready.get(_text_key(text))
-    if packed is None:
-        (packed,) = await embed_many([text])
-    return packed
 
 
 _queries: OrderedDict[str, embeddings.Vectors] = OrderedDict()
@@ -137,22 +144,85 @@ async def query_vector(query: str) -> embeddings.Vectors:
     return vector
 
 
-async def write(session: AsyncSession, rows: Sequence[tuple[int, int, str]]) -> None:
-    """Give each (memory_id, user_id, content) the vector of that content, replacing the
-    one it had, in the caller's transaction. Flushes first: the content's own UPDATE
-    must run before, or its trigger would delete the new vector."""
-    if not rows or not enabled():
+async def pending(db: Database, *, user_id: int | None = None) -> int:
+    """How many memories wait for a vector (of one user, or of everyone)."""
+    query = select(func.count()).select_from(_queue)
+    if user_id is not None:
+        query = query.where(_queue.c.user_id == user_id)
+    async with db.read() as session:
+        return int((await session.execute(query)).scalar_one())
+
+
+async def drain(db: Database, *, batch: int = 64, user_id: int | None = None) -> int:
+    """Embed the oldest `batch` queued memories (of user_id, or anyone's) and write their
+    vectors; the number written. A memory queued again meanwhile is left for later."""
+    if not enabled():
+        return 0
+    wanted = (
+        select(_queue.c.seq, _queue.c.memory_id, _queue.c.user_id, _memory.content)
+        .join(LongTermMemory, _memory.id == _queue.c.memory_id)
+        .order_by(_queue.c.seq)
+        .limit(batch)
+    )
+    if user_id is not None:
+        wanted = wanted.where(_queue.c.user_id == user_id)
+    async with db.read() as session:
+        rows = (await session.execute(wanted)).all()
+    if not rows:
+        return 0
+    packed = await embed_many([row.content for row in rows])
+    by_seq = {row.seq: (row, vector) for row, vector in zip(rows, packed, strict=True)}
+    async with db.write() as session:
+        taken = (
+            (
+                await session.execute(
+                    delete(_queue).where(_queue.c.seq.in_(by_seq)).returning(_queue.c.seq)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if not taken:
+            return 0
+        fresh = [by_seq[seq] for seq in taken]
+        await session.execute(
+            delete(_vectors).where(_vectors.c.memory_id.in_([row.memory_id for row, _ in fresh]))
+        )
+        await session.execute(
+            insert(_vectors),
+            [
+                {
+                    "memory_id": row.memory_id,
+                    "user_id": row.user_id,
+                    "model": embeddings.MODEL_ID,
+                    "vector": vector,
+                }
+                for row, vector in fresh
+            ],
+        )
+    return len(taken)
+
+
+async def catch_up(db: Database, *, user_id: int, most: int) -> None:
+    """Before a search: embed user_id's queued memories if there are at most `most` (an
+    agent's last few writes); a bigger backlog is left to the background."""
+    if not enabled():
         return
-    await session.flush()
-    ids = [memory_id for memory_id, _, _ in rows]
-    await session.execute(delete(_table).where(_table.c.memory_id.in_(ids)))
-    values = [
-        {
-            "memory_id": memory_id,
-            "user_id": user_id,
-            "model": embeddings.MODEL_ID,
-            "vector": await vector_of(content),
-        }
-        for memory_id, user_id, content in rows
-    ]
-    await session.execute(insert(_table), values)
+    waiting = select(_queue.c.seq).where(_queue.c.user_id == user_id).limit(most + 1)
+    async with db.read() as session:
+        count = len((await session.execute(waiting)).all())
+    if 0 < count <= most:
+        await drain(db, batch=most, user_id=user_id)
+
+
+async def drain_forever(db: Database, *, idle_seconds: float = 0.5) -> None:
+    """The app's background embedder: drain while there is work, look again after
+    idle_seconds when there is none. Errors are logged and retried, never raised."""
+    while True:
+        try:
+            written = await drain(db)
+        except (OperationalError, DBAPIError) as exc:
+            log.warning("background embedding failed, retrying: %s", exc)
+            written = 0
+        if not written:
+            await asyncio.sleep(idle_seconds)
