@@ -1,4 +1,5 @@
-"""The `memory-admin` command: serve, demo, migrate, users, tokens, import, export, erase.
+"""The `memory-admin` command: serve, demo, migrate, users, tokens, import, export, embed,
+erase.
 
 Every failure is one line on standard error and a non-zero exit, never a traceback
 (set MEMORY_ADMIN_DEBUG=1 to see one). The commands live in this package's modules
@@ -15,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from webapp.cli.common import PROG
 from webapp.cli.data import export, import_, migrate, purge
+from webapp.cli.embed import embed
 from webapp.cli.erase import erase_user_command
 from webapp.cli.serve import demo, serve
 from webapp.cli.tokens import token
@@ -43,6 +45,7 @@ for _command in (
     import_,
     purge,
     export,
+    embed,
     erase_user_command,
 ):
     cli.add_command(_command)
