@@ -1,0 +1,257 @@
+"""Memory vectors stay true to the content on every write path (services/vectors.py and
+the queue triggers), on both databases; `memory-admin embed` resumes after a kill; the
+model never reaches for a network."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.api_support import Agent, memory
+from tests.cli_support import invoke_cli
+from webapp import embeddings
+from webapp.db import Database
+from webapp.models import (
+    EmbeddingQueue,
+    LongTermMemory,
+    MemoryCreate,
+    MemoryEmbedding,
+    MemoryUpdate,
+)
+from webapp.services import memories, vectors
+from webapp.services.principal import Principal
+
+from .factories import make_user
+
+_e = MemoryEmbedding.__table__.c  # type: ignore[attr-defined]
+_q = EmbeddingQueue.__table__.c  # type: ignore[attr-defined]
+_m = LongTermMemory.__table__.c  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def database(db: AsyncEngine) -> Database:
+    return Database(db)
+
+
+@pytest.fixture
+async def me(database: Database) -> Principal:
+    async with database.read() as session:
+        return Principal.of_user(await make_user(session, username="alice"))
+
+
+async def drain_all(database: Database) -> None:
+    while await vectors.drain(database):
+        pass
+
+
+async def check_vectors(database: Database) -> None:
+    """After draining: one vector per memory, made of its current content; no queue."""
+    await drain_all(database)
+    async with database.read() as session:
+        rows = (await session.execute(select(_m.id, _m.content))).all()
+        stored = {
+            row.memory_id: row.vector
+            for row in await session.execute(select(_e.memory_id, _e.vector))
+        }
+        queued = (await session.execute(select(_q.memory_id))).all()
+    assert not queued
+    assert set(stored) == {row.id for row in rows}
+    if rows:
+        expected = embeddings.get_embedder().embed([row.content for row in rows])
+        found = embeddings.unpack_many([stored[row.id] for row in rows])
+        assert np.all(np.sum(expected * found, axis=1) > 0.999)
+
+
+async def queued_ids(database: Database) -> set[int]:
+    async with database.read() as session:
+        return set((await session.execute(select(_q.memory_id))).scalars().all())
+
+
+async def test_every_write_path_leaves_true_vectors(database: Database, me: Principal) -> None:
+    first = await memories.remember(
+        database, principal=me, data=MemoryCreate(namespace="n", key="a", content="Likes tea.")
+    )
+    other = await memories.remember(
+        database, principal=me, data=MemoryCreate(namespace="n", key="b", content="Has a cat.")
+    )
+    await check_vectors(database)
+    memory_id = first.memory.id
+    assert memory_id is not None and other.memory.id is not None
+
+    # The same content again: nothing to embed.
+    await memories.remember(
+        database, principal=me, data=MemoryCreate(namespace="n", key="a", content="Likes tea.")
+    )
+    assert await queued_ids(database) == set()
+    # New content by upsert, then by edit: the old vector goes at once.
+    await memories.remember(
+        database, principal=me, data=MemoryCreate(namespace="n", key="a", content="Likes coffee.")
+    )
+    assert await queued_ids(database) == {memory_id}
+    await check_vectors(database)
+    await memories.update_memory(
+        database, principal=me, memory_id=memory_id, changes=MemoryUpdate(content="Likes cocoa.")
+    )
+    await check_vectors(database)
+    # Tags, importance, delete and restore leave the content and its vector alone.
+    await memories.update_memory(
+        database, principal=me, memory_id=memory_id, changes=MemoryUpdate(tags=["drinks"])
+    )
+    deleted = await memories.delete_memory(database, principal=me, memory_id=other.memory.id)
+    assert await queued_ids(database) == set()
+    await memories.restore_memory(database, principal=me, memory_id=other.memory.id)
+    assert await queued_ids(database) == set() and deleted.is_deleted
+    await check_vectors(database)
+    # Purge removes vector and queue entry with the memory.
+    await memories.update_memory(
+        database, principal=me, memory_id=memory_id, changes=MemoryUpdate(content="Likes milk.")
+    )
+    await memories.delete_memory(database, principal=me, memory_id=memory_id)
+    assert await memories.purge_deleted(database, principal=Principal.operator()) == 1
+    await check_vectors(database)
+
+
+async def test_a_raw_update_of_content_queues_the_memory(database: Database, me: Principal) -> None:
+    """Whatever changes the content (a DBA's UPDATE too) drops the old vector."""
+    made = await memories.remember(
+        database, principal=me, data=MemoryCreate(namespace="n", key="a", content="Old text.")
+    )
+    await drain_all(database)
+    async with database.write() as session:
+        await session.execute(
+            update(LongTermMemory).where(_m.id == made.memory.id).values(content="New text.")
+        )
+    assert await queued_ids(database) == {made.memory.id}
+    await check_vectors(database)
+
+
+async def test_content_changed_while_embedding_is_not_given_the_old_vector(
+    database: Database, me: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = await memories.remember(
+        database, principal=me, data=MemoryCreate(namespace="n", key="a", content="First.")
+    )
+    real_embed = vectors.embed_many
+
+    async def embed_then_edit(texts: list[str]) -> list[bytes]:
+        packed = await real_embed(texts)
+        async with database.write() as session:
+            await session.execute(
+                update(LongTermMemory).where(_m.id == made.memory.id).values(content="Second.")
+            )
+        return packed
+
+    monkeypatch.setattr(vectors, "embed_many", embed_then_edit)
+    assert await vectors.drain(database) == 0
+    monkeypatch.setattr(vectors, "embed_many", real_embed)
+    await check_vectors(database)
+
+
+async def test_set_based_updates_of_other_columns_keep_vectors(
+    database: Database, me: Principal
+) -> None:
+    """Bulk actions write tags, importance, expiry and deletion in one UPDATE each: no
+    content, so no vector is dropped or queued."""
+    for key in ("a", "b", "c"):
+        await memories.remember(
+            database,
+            principal=me,
+            data=MemoryCreate(namespace="n", key=key, content=f"Item {key}."),
+        )
+    await drain_all(database)
+    async with database.read() as session:
+        before = sorted((await session.execute(select(_e.seq))).scalars().all())
+    async with database.write() as session:
+        await session.execute(update(LongTermMemory).values(importance=0.9, tags=["x"]))
+    async with database.read() as session:
+        after = sorted((await session.execute(select(_e.seq))).scalars().all())
+    assert before == after and await queued_ids(database) == set()
+
+
+async def test_an_agent_finds_what_it_just_wrote_by_meaning(ann: Agent) -> None:
+    """The search embeds the user's newest writes itself, before comparing."""
+    response = await ann.client.put(
+        "/memories", json=memory(key="pet", content="Has a golden retriever named Biscuit.")
+    )
+    assert response.status_code == 201, response.text
+    found = await ann.client.post("/search", json={"query": "which pet does she own"})
+    items = found.json()["items"]
+    assert [item["key"] for item in items] == ["pet"]
+    assert items[0]["score_components"]["semantic"] == 1.0
+
+
+def _embedded(database_url: str) -> int:
+    """Vectors written so far in a SQLite file, read with the standard library."""
+    import sqlite3
+
+    path = database_url.split("///", 1)[1]
+    with sqlite3.connect(path) as connection:
+        return int(connection.execute("SELECT count(*) FROM memory_embedding").fetchone()[0])
+
+
+@pytest.mark.slow
+async def test_embed_resumes_after_being_killed(
+    database: Database, me: Principal, database_url: str, tmp_path: Path
+) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the kill is the same on both; SQLite's file is read without a server")
+    for number in range(120):
+        await memories.remember(
+            database,
+            principal=me,
+            data=MemoryCreate(
+                namespace="bulk", key=f"k{number}", content=f"Memory {number} about tea."
+            ),
+        )
+    env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "cli-test-secret-key"}
+    command = [sys.executable, "-m", "webapp.cli", "embed", "--batch", "5"]
+    process = subprocess.Popen(command, env=env, cwd=tmp_path, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _embedded(database_url) < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = _embedded(database_url)
+    assert 10 <= partial < 120, partial
+    finished = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, check=True)
+    assert f"Embedded {120 - partial} memories" in finished.stdout.decode()
+    await check_vectors(database)
+
+
+def test_the_model_loads_with_no_network_and_hub_offline() -> None:
+    """Nothing is fetched: with every socket refused and HF_HUB_OFFLINE=1 set, the model
+    loads from the installed packages and embeds."""
+    script = (
+        "import socket\n"
+        "def refuse(*a, **k): raise OSError('network is off in this test')\n"
+        "socket.socket.connect = refuse\n"
+        "socket.create_connection = refuse\n"
+        "from webapp.embeddings import Embedder\n"
+        "vector = Embedder().embed_one('hello there')\n"
+        "assert vector.shape == (384,) and abs(float((vector * vector).sum()) - 1) < 1e-4\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_embed_refuses_when_semantic_search_is_off(
+    db: AsyncEngine, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vectors, "enabled", lambda: False)
+    result = invoke_cli("embed", database_url=database_url, cwd=tmp_path)
+    assert result.code != 0
+    assert "semantic search is off" in result.stderr
