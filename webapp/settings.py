@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     expired_grace_days: int = Field(7, ge=0, le=36_500)
     semantic_search: bool = True
     background_embedding: bool = True
-    search_catch_up: int = Field(64, ge=0, le=10_000)
+    search_catch_up: int = Field(8, ge=0, le=1_000)
     search_vector_cache_rows: int = Field(250_000, ge=1_000)
 
     @field_validator("database_url")
