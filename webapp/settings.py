@@ -6,6 +6,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,11 @@ htmx.org@HTMX_VERSION, dist/htmx.min.js). Change all three together."""
 
 
 DEFAULT_CONTENT_MAX_BYTES = 65_536
+
+SearchLanguage = Literal["english", "simple"]
+DEFAULT_SEARCH_LANGUAGE: SearchLanguage = "english"
+"""How the full-text index reads words: `english` stems them and drops stop words;
+`simple` keeps them as written, in any language (services/fulltext.py)."""
 
 
 class ConfigError(Exception):
@@ -54,6 +60,7 @@ class Settings(BaseSettings):
     import_stale_hours: int = Field(24, ge=1, le=24 * 30)
     trash_retention_days: int = Field(30, ge=0, le=36_500)
     expired_grace_days: int = Field(7, ge=0, le=36_500)
+    search_language: SearchLanguage = DEFAULT_SEARCH_LANGUAGE
 
     @field_validator("database_url")
     @classmethod

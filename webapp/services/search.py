@@ -34,6 +34,7 @@ from webapp.services.memories import count_access
 from webapp.services.plan import Plan, no_index
 from webapp.services.principal import Principal
 from webapp.services.users import resolve_user
+from webapp.settings import SearchLanguage
 from webapp.types import utcnow
 
 WEIGHTS = {"text": 0.55, "importance": 0.20, "recency": 0.15, "access": 0.10}
@@ -54,23 +55,19 @@ class ScoredMemory:
 
 
 def _relevance(
-    query: str, dialect: str, owner: int | None
+    query: str, dialect: str, language: SearchLanguage, owner: int | None
 ) -> tuple[ColumnElement[float], list[ColumnElement[bool]]]:
     """Text relevance (higher is better) and the conditions that make it computable; they
     ask the index for owner's memories only (see fulltext.OWNER_PREFIX)."""
-    terms = fulltext.parse_terms(query)
+    terms = fulltext.parse_terms(query, language)
     if dialect == "postgresql":
-        words = func.to_tsquery(fulltext.SIMPLE, fulltext.tsquery_text(terms, every=False))
-        owned = func.to_tsquery(
-            fulltext.SIMPLE, fulltext.tsquery_text(terms, every=False, owner=owner)
-        )
         # Ranked by the words only: the owner word is a filter, not relevance.
         relevance = func.ts_rank(
             literal_column(f"'{TEXT_WEIGHTS_POSTGRES}'::float4[]"),
             literal_column(fulltext.SEARCH_VECTOR),
-            words,
+            fulltext.tsquery(terms, language, every=False),
         )
-        return relevance, [literal_column(fulltext.SEARCH_VECTOR).op("@@")(owned)]
+        return relevance, [fulltext.postgres_match(terms, language, every=False, owner=owner)]
     fts = fulltext.fts_table
     bm25 = -func.bm25(literal_column(fulltext.FTS_TABLE), 2.0, 1.0, 0.0)  # key, content, owner
     return bm25, [
@@ -131,7 +128,7 @@ async def rank(
     scores; reading them is not yet an access (count_access)."""
     now = utcnow()
     owner = await _owner(db, principal, user)
-    relevance, match = _relevance(request.query, db.dialect, owner)
+    relevance, match = _relevance(request.query, db.dialect, db.search_language, owner)
     conditions = [*match, state_condition("active", now=now)]
     if owner is not None:
         # The owner word has narrowed the matches inside the text index already; with
@@ -142,7 +139,9 @@ async def rank(
     if request.namespace:
         conditions.append(namespace_condition(request.namespace))
     if request.tags:
-        conditions.append(tags_condition(request.tags, mode="all", plan=Plan(db.dialect)))
+        conditions.append(
+            tags_condition(request.tags, mode="all", plan=Plan(db.dialect, db.search_language))
+        )
 
     matches = select(
         _c.id, relevance.label("relevance"), _c.importance, _c.updated_at, _c.access_count
