@@ -11,7 +11,8 @@ component in [0, 1]:
 - access: n / (n + 10) for n reads: 1/2 after ten reads, approaching 1.
 
 A memory matches when its key or content holds any word of the query (more words
-matched means more text relevance). Only active memories (not deleted, not expired)
+matched means more text relevance), as SEARCH_LANGUAGE reads words: by default stemmed,
+English stop words ignored (services/fulltext.py). Only active memories (not deleted, not expired)
 are searched, and returning them counts as an access, in SQL.
 """
 
