@@ -159,7 +159,7 @@ FIRST_SQLITE_TRIGGERS = _triggers(
 )
 """The index as migration 0002 made it (key and content only), for that migration and
 for going back to it: migrations replay the schema of their time, not today's.
-SQLITE_TABLES is the index as 0005 made it (words as written), for 0005 and 0009."""
+SQLITE_TABLES is the index as 0005 made it (words as written)."""
 
 
 def _postgres_text_vector(language: SearchLanguage) -> str:
@@ -179,11 +179,16 @@ def postgres_vector(language: SearchLanguage) -> str:
     )
 
 
+POSTGRES_INDEX = (
+    f"CREATE INDEX {SEARCH_VECTOR_INDEX} ON long_term_memory USING gin ({SEARCH_VECTOR})"
+)
+
+
 def _postgres_ddl(vector: str) -> tuple[str, str]:
     return (
         f"ALTER TABLE long_term_memory ADD COLUMN {SEARCH_VECTOR} tsvector "
         f"GENERATED ALWAYS AS ({vector}) STORED",
-        f"CREATE INDEX {SEARCH_VECTOR_INDEX} ON long_term_memory USING gin ({SEARCH_VECTOR})",
+        POSTGRES_INDEX,
     )
 
 
@@ -374,7 +379,7 @@ async def suspend_for_bulk_load(conn: AsyncConnection) -> None:
 async def resume_after_bulk_load(conn: AsyncConnection) -> None:
     """Rebuild the indexes from the loaded rows at once, then go back to per-row upkeep."""
     if conn.dialect.name == "postgresql":
-        await conn.exec_driver_sql(POSTGRES_DDL[1])
+        await conn.exec_driver_sql(POSTGRES_INDEX)
         return
     # FTS5 writes its index in segments of at most `hashsize` bytes of pending terms: the
     # default 1 MB makes a million rows into hundreds of segments to merge (11 s instead of
