@@ -266,9 +266,10 @@ def parse_terms(query: str, language: SearchLanguage) -> list[Term]:
 
 
 def only_stop_words(terms: list[Term], language: SearchLanguage) -> bool:
-    """Whether the English index can hold none of terms: on PostgreSQL such a query
-    finds nothing (its index leaves stop words out) instead of every row of the owner."""
-    return language == "english" and all(_stop_word(term) for term in terms)
+    """Whether PostgreSQL's english configuration drops every one of terms (a stop word
+    even as a prefix, `the*`): such a query finds nothing there, as its index leaves
+    stop words out, instead of every row of the owner."""
+    return language == "english" and all(term.word in STOP_WORDS for term in terms)
 
 
 def _stop_word(term: Term) -> bool:
