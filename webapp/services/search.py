@@ -12,8 +12,8 @@ component in [0, 1]:
 
 A memory matches when its key or content holds any word of the query (more words
 matched means more text relevance), as SEARCH_LANGUAGE reads words: by default stemmed,
-English stop words ignored (services/fulltext.py). Only active memories (not deleted, not expired)
-are searched, and returning them counts as an access, in SQL.
+English stop words ignored (services/fulltext.py). Only active memories (not deleted,
+not expired) are searched, and returning them counts as an access, in SQL.
 """
 
 from __future__ import annotations
