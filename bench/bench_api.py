@@ -67,6 +67,7 @@ import httpx
 import orjson
 from common import (
     HEAVY_USER,
+    SEARCH_LANGUAGE,
     BenchError,
     Fetch,
     Params,
@@ -356,8 +357,8 @@ def rank_sql(dialect: str) -> str:
         matches = (
             "SELECT id, ts_rank('{0.1, 0.2, 0.5, 1.0}'::float4[], search_vector, query)"
             " AS relevance, importance, updated_at, access_count"
-            " FROM long_term_memory, to_tsquery('simple', ?) AS query,"
-            " to_tsquery('simple', ?) AS owned"
+            f" FROM long_term_memory, to_tsquery('{SEARCH_LANGUAGE}', ?) AS query,"
+            f" to_tsquery('{SEARCH_LANGUAGE}', ?) AS owned"
             " WHERE search_vector @@ owned AND is_deleted IS false"
             " AND (expires_at IS NULL OR expires_at > ?) AND user_id + 0 = ?"
         )

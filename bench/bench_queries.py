@@ -49,6 +49,7 @@ from typing import Any
 import orjson
 from common import (
     HEAVY_USER,
+    SEARCH_LANGUAGE,
     BenchError,
     Fetch,
     Params,
@@ -144,7 +145,8 @@ def floor_sql(dialect: str) -> dict[str, str]:
         # than collect every match from the namespace index and sort them.
         in_prefix = "(+namespace = ? OR (+namespace >= ? AND +namespace < ?))"
     else:
-        text = f"{memories} search_vector @@ to_tsquery('simple', ?) AND {active()} {newest}"
+        words = f"to_tsquery('{SEARCH_LANGUAGE}', ?)"
+        text = f"{memories} search_vector @@ {words} AND {active()} {newest}"
         tag = f"{memories} tags @> ?::jsonb AND {active()} {newest}"
         # PostgreSQL takes importance >= 0.9 for 0.3% of rows, not 0.006%, and walks the
         # updated_at index past a million rows (1 s): collect the matches first instead.
@@ -498,7 +500,8 @@ def alternating(current: float) -> Iterator[float]:
 
 async def run_queries(name: str, url: str, raw: Raw, args: argparse.Namespace) -> dict[str, Any]:
     """Choose the parameters, time every case on one database, and return the numbers."""
-    engine = create_engine(Settings(database_url=url, secret_key="bench"))
+    settings = Settings(database_url=url, secret_key="bench")
+    engine = create_engine(settings)
     try:
         params = await choose_params(raw, args.warmup + args.runs)
         print(
@@ -507,7 +510,7 @@ async def run_queries(name: str, url: str, raw: Raw, args: argparse.Namespace) -
             f"tag {params.tag!r} (on {params.tag_share:.1%})",
             flush=True,
         )
-        bench = Bench(Database(engine), raw, params)
+        bench = Bench(Database(engine, search_language=settings.search_language), raw, params)
         cases = await bench.cases()
         for case in cases:
             await measure(case, runs=args.runs, warmup=args.warmup)

@@ -180,7 +180,9 @@ def baselines(conversations: list[Conversation]) -> dict[str, Scores]:
         ):
             ranked: dict[str, list[str]] = {}
             for name, (index, stem) in indexes.items():
-                tokens = bm25s.tokenize([question], stopwords="en", stemmer=stem, show_progress=False)
+                tokens = bm25s.tokenize(
+                    [question], stopwords="en", stemmer=stem, show_progress=False
+                )
                 ranked[name] = _bm25_ranking(index, tokens, ids)
             order = np.argsort(-(vectors @ query))[:100]
             ranked["embedding"] = [ids[i] for i in order]
@@ -339,7 +341,9 @@ def main() -> None:
 def _run_database(name: str, args: argparse.Namespace, conversations: list[Conversation]) -> dict:
     if name == "sqlite":
         with tempfile.TemporaryDirectory(prefix="ma-recall-db-") as folder:
-            return bench_one(name, f"sqlite+aiosqlite:///{folder}/recall.db", conversations, args.passes)
+            return bench_one(
+                name, f"sqlite+aiosqlite:///{folder}/recall.db", conversations, args.passes
+            )
     database = f"ma_bench_recall_{uuid.uuid4().hex[:8]}"
     admin: str = args.postgres_admin_url
     url = admin.rsplit("/", 1)[0] + "/" + database

@@ -6,6 +6,7 @@ The bench_*.py scripts import it from this folder (run them as `python bench/ben
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import resource
@@ -21,6 +22,10 @@ from typing import Any, Protocol
 
 import asyncpg
 import orjson
+
+SEARCH_LANGUAGE = os.environ.get("SEARCH_LANGUAGE", "english")
+"""The text search configuration of the floors' PostgreSQL queries: the app's setting
+(webapp/settings.py), read from the same environment the app and memory-admin get."""
 
 REPO = Path(__file__).resolve().parent.parent
 

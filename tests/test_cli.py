@@ -109,6 +109,25 @@ def test_migrate_creates_the_schema_then_says_already_at_revision(fresh_cli: Run
     assert created.code == 0, created
 
 
+def test_migrate_rebuilds_the_index_when_search_language_changes(
+    fresh_cli: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index built for another SEARCH_LANGUAGE is refused with the fix in one line;
+    `migrate` rebuilds it."""
+    monkeypatch.setenv("SEARCH_LANGUAGE", "simple")
+    assert fresh_cli("migrate").code == 0
+    monkeypatch.setenv("SEARCH_LANGUAGE", "english")
+
+    refused = fresh_cli("users")
+    rebuilt = fresh_cli("migrate")
+
+    assert_one_line_error(refused, "built for SEARCH_LANGUAGE=simple", "'memory-admin migrate'")
+    assert rebuilt.code == 0, rebuilt
+    assert "Rebuilt the full-text index for SEARCH_LANGUAGE=english." in rebuilt.out
+    assert fresh_cli("users").code == 0
+    assert "Rebuilt" not in fresh_cli("migrate").out
+
+
 @pytest.mark.parametrize(
     "args",
     [

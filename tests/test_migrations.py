@@ -238,3 +238,48 @@ async def test_upgrade_indexes_the_rows_already_there(fresh_engine: AsyncEngine)
         request=SearchRequest(query="ago"),
     )
     assert [scored.memory.key for scored in found] == ["legacy-key"]  # the owner word (0005)
+
+
+async def test_0010_stems_the_rows_already_there_and_goes_back(fresh_engine: AsyncEngine) -> None:
+    """0010 rebuilds the text index of a filled database for SEARCH_LANGUAGE=english: the
+    old rows are then found by word form; downgrade goes back to words as written."""
+    await migrate.upgrade(fresh_engine, "0009")
+    now = datetime.now(UTC)
+    async with fresh_engine.begin() as conn:
+        user_id = (
+            await conn.execute(
+                insert(User).values(
+                    username="old",
+                    password_hash="!",
+                    is_admin=False,
+                    is_active=True,
+                    created_at=now,
+                )
+            )
+        ).inserted_primary_key[0]
+        await conn.execute(
+            insert(LongTermMemory).values(
+                user_id=user_id, namespace="n", key="coffee", content="Drinks coffee black",
+                tags=[], importance=0.5, access_count=0, is_deleted=False, version=1,
+                created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+    owner = Principal(user_id=user_id, username="old")
+    signer = CursorSigner("test")
+
+    async def keys(database: Database, q: str) -> tuple[list[str], list[str]]:
+        page = await browse(
+            database, principal=Principal.operator(), query=BrowseQuery(q=q), signer=signer
+        )
+        found = await search.search(database, principal=owner, request=SearchRequest(query=q))
+        return [memory.key for memory in page.items], [scored.memory.key for scored in found]
+
+    await migrate.upgrade(fresh_engine, search_language="english")
+    stemmed = Database(fresh_engine, search_language="english")
+    assert await keys(stemmed, "drinking") == (["coffee"], ["coffee"])
+    assert await migrate.schema_differences(fresh_engine) == []
+
+    await migrate.downgrade(fresh_engine, "0009")
+    as_written = Database(fresh_engine, search_language="simple")
+    assert await keys(as_written, "drinking") == ([], [])
+    assert await keys(as_written, "drinks") == (["coffee"], ["coffee"])

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import (
 from webapp import sqlite_connection
 from webapp.db_errors import discard_lost_connections
 from webapp.formats import dump_json
-from webapp.settings import Settings
+from webapp.settings import DEFAULT_SEARCH_LANGUAGE, SearchLanguage, Settings
 
 WRITE_OPTION = "memory_admin_write"
 """Connection execution option: on SQLite, open the transaction with BEGIN IMMEDIATE."""
@@ -224,8 +224,12 @@ class Database:
     connection from the pool instead of four (each checkout costs a ping and a reset).
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, search_language: SearchLanguage = DEFAULT_SEARCH_LANGUAGE
+    ) -> None:
         self.engine = engine
+        self.search_language = search_language
+        """How the full-text index reads words (SEARCH_LANGUAGE); queries are written for it."""
         self.sessionmaker = create_sessionmaker(engine)
         read_options: dict[str, Any] = (
             {SINGLE_READS_OPTION: True}

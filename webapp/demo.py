@@ -490,8 +490,8 @@ async def prepare_demo(
         async with engine.connect() as conn:  # mark the file first: a half-made one is ours too
             await conn.exec_driver_sql(f"PRAGMA application_id = {APPLICATION_ID}")
             await conn.commit()
-        await migrate.upgrade(engine)
-        db = Database(engine)
+        await migrate.upgrade(engine, search_language=settings.search_language)
+        db = Database(engine, search_language=settings.search_language)
         for login, is_admin in ((admin, True), (user, False)):
             data = UserCreate(
                 username=login.username,

@@ -29,6 +29,7 @@ from webapp.paths import resource_dir
 from webapp.request_scope import RequestScope
 from webapp.services import vectors
 from webapp.services.cursors import CursorSigner
+from webapp.services.fulltext_language import mismatch_message
 from webapp.services.health import database_status
 from webapp.settings import Settings, get_settings
 from webapp.web import mount_admin_app
@@ -74,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.db = Database(engine)
+    app.state.db = Database(engine, search_language=settings.search_language)
     secret_key = settings.resolve_secret_key()
     app.state.cursor_signer = CursorSigner(secret_key)
     # The templates ship with the package and do not change while it runs: no stat() of
@@ -102,6 +103,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if status["revision"] != status["head"]:
             return JSONResponse(
                 {"detail": "database schema is not current; run 'memory-admin migrate'"},
+                status_code=503,
+            )
+        built = status["search_language"]
+        if built is not None and built != settings.search_language:
+            return JSONResponse(
+                {"detail": mismatch_message(built, settings.search_language)},  # type: ignore[arg-type]
                 status_code=503,
             )
         return JSONResponse({"status": "ok", **status})

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from webapp.models import metadata
 from webapp.paths import resource_dir
 from webapp.services import fulltext
+from webapp.settings import SearchLanguage
 
 IncludeObject = Callable[[Any, str | None, str, bool, Any], bool]
 
@@ -49,9 +50,17 @@ def include_object_for(dialect_name: str) -> IncludeObject:
     return include
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Upgrade the database behind engine to revision (head by default)."""
-    await _run(engine, command.upgrade, revision)
+SEARCH_LANGUAGE_ATTRIBUTE = "search_language"
+"""Alembic config attribute: the SEARCH_LANGUAGE a migration builds the full-text index
+for (without it, the environment's setting)."""
+
+
+async def upgrade(
+    engine: AsyncEngine, revision: str = "head", *, search_language: SearchLanguage | None = None
+) -> None:
+    """Upgrade the database behind engine to revision (head by default), building the
+    full-text index for search_language (by default the environment's SEARCH_LANGUAGE)."""
+    await _run(engine, command.upgrade, revision, search_language=search_language)
 
 
 async def downgrade(engine: AsyncEngine, revision: str = "base") -> None:
@@ -59,9 +68,17 @@ async def downgrade(engine: AsyncEngine, revision: str = "base") -> None:
     await _run(engine, command.downgrade, revision)
 
 
-async def _run(engine: AsyncEngine, action: Callable[[Config, str], None], revision: str) -> None:
+async def _run(
+    engine: AsyncEngine,
+    action: Callable[[Config, str], None],
+    revision: str,
+    *,
+    search_language: SearchLanguage | None = None,
+) -> None:
     """Run Alembic on a connection of ours (env.py uses it instead of opening another)."""
     config = alembic_config(engine.url.render_as_string(hide_password=False))
+    if search_language is not None:
+        config.attributes[SEARCH_LANGUAGE_ATTRIBUTE] = search_language
 
     def run(sync_conn: Connection) -> None:
         config.attributes["sync_connection"] = sync_conn

@@ -6,6 +6,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,11 @@ htmx.org@HTMX_VERSION, dist/htmx.min.js). Change all three together."""
 
 
 DEFAULT_CONTENT_MAX_BYTES = 65_536
+
+SearchLanguage = Literal["english", "simple"]
+DEFAULT_SEARCH_LANGUAGE: SearchLanguage = "english"
+"""How the full-text index reads words: `english` stems them and drops stop words;
+`simple` keeps them as written, in any language (services/fulltext.py)."""
 
 
 class ConfigError(Exception):
@@ -58,6 +64,7 @@ class Settings(BaseSettings):
     background_embedding: bool = True
     search_catch_up: int = Field(8, ge=0, le=1_000)
     search_vector_cache_rows: int = Field(250_000, ge=1_000)
+    search_language: SearchLanguage = DEFAULT_SEARCH_LANGUAGE
 
     @field_validator("database_url")
     @classmethod

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from webapp import migrate as migrations
 from webapp.db import Database, create_engine
 from webapp.errors import DatabaseUnavailable
+from webapp.services.fulltext_language import check_index_language, reindex
 from webapp.settings import ConfigError, Settings, get_settings
 
 T = TypeVar("T")
@@ -52,19 +53,24 @@ def run_with_db(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
     so SQLite's BEGIN IMMEDIATE applies), then close it."""
 
     async def with_db(engine: AsyncEngine, settings: Settings) -> T:
-        return await work(Database(engine), settings)
+        return await work(Database(engine, search_language=settings.search_language), settings)
 
     return run_with_engine(with_db)
 
 
 async def ensure_schema(engine: AsyncEngine, settings: Settings) -> None:
-    """Migrate the default SQLite database; refuse any other database until `migrate` ran."""
+    """Migrate the default SQLite database; refuse any other database until `migrate` ran
+    (a schema behind, or a full-text index built for another SEARCH_LANGUAGE)."""
     current = await migrations.current_revision(engine)
     head = migrations.head_revision()
     if current == head:
+        if settings.uses_default_database:
+            await reindex(engine, settings.search_language)
+        await check_index_language(engine, settings.search_language)
         return
     if settings.uses_default_database:
-        await migrations.upgrade(engine)
+        await migrations.upgrade(engine, search_language=settings.search_language)
+        await reindex(engine, settings.search_language)
         return
     if current is None:
         raise DatabaseUnavailable(

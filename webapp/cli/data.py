@@ -12,25 +12,31 @@ import click
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webapp import migrate as migrations
-from webapp.cli.common import run_with_db, run_with_engine
+from webapp.cli.common import load_settings, run_with_db, run_with_engine
 from webapp.db import Database
+from webapp.services.fulltext_language import reindex
 from webapp.settings import Settings
 
 
 @click.command()
 def migrate() -> None:
-    """Upgrade the database schema to the newest revision."""
+    """Upgrade the database schema to the newest revision; rebuild the full-text index
+    if it was built for another SEARCH_LANGUAGE."""
 
-    async def work(engine: AsyncEngine, _settings: Settings) -> tuple[str | None, str | None]:
+    async def work(engine: AsyncEngine, settings: Settings) -> tuple[str | None, str | None, bool]:
         before = await migrations.current_revision(engine)
-        await migrations.upgrade(engine)
-        return before, await migrations.current_revision(engine)
+        await migrations.upgrade(engine, search_language=settings.search_language)
+        rebuilt = await reindex(engine, settings.search_language)
+        return before, await migrations.current_revision(engine), rebuilt
 
-    before, after = run_with_engine(work, migrate=False)
+    before, after, rebuilt = run_with_engine(work, migrate=False)
     if before == after:
         click.echo(f"Database already at revision {after}.")
     else:
         click.echo(f"Migrated the database from {before or 'empty'} to revision {after}.")
+    if rebuilt:
+        language = load_settings().search_language
+        click.echo(f"Rebuilt the full-text index for SEARCH_LANGUAGE={language}.")
 
 
 @click.command("import")

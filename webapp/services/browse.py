@@ -238,6 +238,7 @@ async def browse(
         plan = await plan_browse(
             session,
             dialect=db.dialect,
+            language=db.search_language,
             principal=principal,
             query=query,
             past_cursor=cursor is not None,

@@ -31,6 +31,7 @@ from webapp.services import fulltext
 from webapp.services.filters import normal_tags, text_filter
 from webapp.services.plan import Plan, no_index
 from webapp.services.principal import Principal
+from webapp.settings import SearchLanguage
 
 NULLABLE_SORTS = frozenset({"last_accessed_at"})
 INDEXED_SORTS = frozenset({"updated_at", "importance"})
@@ -72,7 +73,10 @@ class BrowsePlan:
             text = text_filter(query)
             tags = normal_tags(query.tag)
             if text is not None:
-                start, rest = fulltext.match_ids(text), query.model_copy(update={"q": None})
+                start, rest = (
+                    fulltext.match_ids(text, self.filters.language),
+                    query.model_copy(update={"q": None}),
+                )
             elif len(tags) == 1 or (tags and query.tags_mode == "all"):
                 start, rest = fulltext.tag_ids(tags[0]), query.model_copy(update={"tag": tags[1:]})
         if self.filters.walk or start is not None:
@@ -82,7 +86,7 @@ class BrowsePlan:
     @property
     def count_filters(self) -> Plan:
         """How the count's own conditions are written: never walking, it has no sort."""
-        return Plan(self.filters.dialect)
+        return Plan(self.filters.dialect, self.filters.language)
 
     def tested_per_row(self, conditions: list[ColumnElement[bool]]) -> list[ColumnElement[bool]]:
         """conditions with every memory column out of the indexes (no_index): the page
@@ -102,6 +106,7 @@ async def plan_browse(
     session: AsyncSession,
     *,
     dialect: str,
+    language: SearchLanguage,
     principal: Principal,
     query: BrowseQuery,
     past_cursor: bool,
@@ -115,12 +120,13 @@ async def plan_browse(
         and await walk_sorted_index(
             session,
             q=text_filter(query),
+            language=language,
             tags=normal_tags(query.tag),
             every_tag=query.tags_mode == "all",
         )
     )
     return BrowsePlan(
-        filters=Plan(dialect, walk=walk),
+        filters=Plan(dialect, language, walk=walk),
         count_first=_narrows(query),
         test_each_row=sqlite and principal.sees_everyone and query.user is None,
         two_walks=sqlite and past_cursor and field not in NULLABLE_SORTS,
@@ -150,7 +156,12 @@ def _narrows(query: BrowseQuery) -> bool:
 
 
 async def walk_sorted_index(
-    session: AsyncSession, *, q: str | None, tags: Sequence[str], every_tag: bool
+    session: AsyncSession,
+    *,
+    q: str | None,
+    language: SearchLanguage,
+    tags: Sequence[str],
+    every_tag: bool,
 ) -> bool:
     """Whether a sorted SQLite page should walk its sort index, testing each row.
 
@@ -164,7 +175,7 @@ async def walk_sorted_index(
     """
     if q is None and not tags:
         return False
-    if q is not None and not await _common(session, fulltext.match_ids(q)):
+    if q is not None and not await _common(session, fulltext.match_ids(q, language)):
         return False
     if not tags:
         return True

@@ -155,7 +155,9 @@ def _conditions(
     db: Database, principal: Principal, selection: Selection
 ) -> list[ColumnElement[bool]]:
     if selection.query is not None:
-        return filter_conditions(principal, selection.query, utcnow(), plan=Plan(db.dialect))
+        return filter_conditions(
+            principal, selection.query, utcnow(), plan=Plan(db.dialect, db.search_language)
+        )
     if selection.deleted_at is not None:
         return [principal.visible(), _c.is_deleted == true(), _c.deleted_at == selection.deleted_at]
     if not selection.ids:

@@ -8,14 +8,23 @@ bulk actions, purge, import, even a DBA's hand-written UPDATE) keeps them consis
 PostgreSQL: a stored generated tsvector column with a GIN index for the text, and the
 GIN index on the JSONB tags; the database keeps both current by itself.
 
-Both sides tokenise alike: words of letters and digits, lowercased, no stemming and
-no stop words (PostgreSQL's `simple` configuration), so a search finds the words as
-written, in any language; SQLite also folds accents (`remove_diacritics`). The key's
-words weigh twice the content's in text relevance.
+How words are read is the SEARCH_LANGUAGE setting (settings.SearchLanguage):
+- `english` (the default): words are stemmed, so "drink", "drinks" and "drinking"
+  match one another, and English stop words ("the", "in", "what") do not count.
+  SQLite: FTS5's `porter` tokenizer over `unicode61`; FTS5 has no stop word list, so
+  they are dropped from the query's words instead (parse_terms; a query made only of
+  stop words keeps them). PostgreSQL: the `english` configuration, which stems and
+  leaves stop words out of the index itself (a query made only of them finds nothing).
+- `simple`: words of letters and digits as written, lowercased, in any language.
+Both sides split words alike (letters and digits); SQLite also folds accents
+(`remove_diacritics`). The key's words weigh twice the content's in text relevance.
+
+The index is built for one language (services/fulltext_language.py reads back which,
+and rebuilds it for another).
 
 The migrations that create these objects import the DDL from here; changing it needs
 a new migration that drops and recreates them, and the old DDL kept for the migrations
-that made it (FIRST_SQLITE_TABLES).
+that made it (FIRST_SQLITE_TABLES, SQLITE_TABLES, POSTGRES_DDL).
 """
 
 from __future__ import annotations
@@ -32,16 +41,17 @@ from sqlalchemy import (
     Select,
     Table,
     Text,
+    false,
     func,
     literal_column,
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.elements import ColumnClause
 
 from webapp.errors import InvalidInput
 from webapp.models import LongTermMemory
 from webapp.services.plan import Plan, no_index
+from webapp.settings import SearchLanguage
 
 FTS_TABLE = "long_term_memory_fts"
 TAG_TABLE = "memory_tag"
@@ -54,17 +64,29 @@ OWNER_PREFIX = "u"
 """The owner column holds one word, `u<user_id>`, so a search within one user's memories
 asks the index for that word too instead of ranking every user's matches."""
 
-_TOKENIZE = "tokenize='unicode61 remove_diacritics 2'"
+TOKENIZERS: dict[SearchLanguage, str] = {
+    "english": "porter unicode61 remove_diacritics 2",
+    "simple": "unicode61 remove_diacritics 2",
+}
+_TOKENIZE = f"tokenize='{TOKENIZERS['simple']}'"
 SQLITE_VIEWS = {
     SOURCE_VIEW: f"""
         CREATE VIEW {SOURCE_VIEW} AS
         SELECT id, key, content, '{OWNER_PREFIX}' || user_id AS owner FROM long_term_memory""",
 }
-SQLITE_TABLES = {
-    FTS_TABLE: f"""
+
+
+def sqlite_fts_table(language: SearchLanguage) -> str:
+    """The FTS5 table, its words read as language says."""
+    return f"""
         CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(
-            key, content, owner, content='{SOURCE_VIEW}', content_rowid='id', {_TOKENIZE}
-        )""",
+            key, content, owner, content='{SOURCE_VIEW}', content_rowid='id',
+            tokenize='{TOKENIZERS[language]}'
+        )"""
+
+
+SQLITE_TABLES = {
+    FTS_TABLE: sqlite_fts_table("simple"),
     TAG_TABLE: f"""
         CREATE TABLE {TAG_TABLE} (
             tag TEXT NOT NULL,
@@ -136,16 +158,29 @@ FIRST_SQLITE_TRIGGERS = _triggers(
     "key, content",
 )
 """The index as migration 0002 made it (key and content only), for that migration and
-for going back to it: migrations replay the schema of their time, not today's."""
+for going back to it: migrations replay the schema of their time, not today's.
+SQLITE_TABLES is the index as 0005 made it (words as written)."""
 
-_POSTGRES_TEXT_VECTOR = (
-    "setweight(to_tsvector('simple'::regconfig, key), 'A') || "
-    "setweight(to_tsvector('simple'::regconfig, content), 'B')"
-)
-# The owner word, as on SQLite, with weight D: text queries ask for weights A and B only.
-POSTGRES_VECTOR = (
-    f"{_POSTGRES_TEXT_VECTOR} || setweight(to_tsvector('simple'::regconfig, "
-    f"'{OWNER_PREFIX}' || user_id::text), 'D')"
+
+def _postgres_text_vector(language: SearchLanguage) -> str:
+    return (
+        f"setweight(to_tsvector('{language}'::regconfig, key), 'A') || "
+        f"setweight(to_tsvector('{language}'::regconfig, content), 'B')"
+    )
+
+
+def postgres_vector(language: SearchLanguage) -> str:
+    """The generated column's expression: key and content read as language says, and
+    the owner word (as on SQLite) as written, with weight D: text queries ask for
+    weights A and B only."""
+    return (
+        f"{_postgres_text_vector(language)} || setweight(to_tsvector('simple'::regconfig, "
+        f"'{OWNER_PREFIX}' || user_id::text), 'D')"
+    )
+
+
+POSTGRES_INDEX = (
+    f"CREATE INDEX {SEARCH_VECTOR_INDEX} ON long_term_memory USING gin ({SEARCH_VECTOR})"
 )
 
 
@@ -153,13 +188,20 @@ def _postgres_ddl(vector: str) -> tuple[str, str]:
     return (
         f"ALTER TABLE long_term_memory ADD COLUMN {SEARCH_VECTOR} tsvector "
         f"GENERATED ALWAYS AS ({vector}) STORED",
-        f"CREATE INDEX {SEARCH_VECTOR_INDEX} ON long_term_memory USING gin ({SEARCH_VECTOR})",
+        POSTGRES_INDEX,
     )
 
 
-POSTGRES_DDL = _postgres_ddl(POSTGRES_VECTOR)
-FIRST_POSTGRES_DDL = _postgres_ddl(_POSTGRES_TEXT_VECTOR)
+def postgres_search_ddl(language: SearchLanguage) -> tuple[str, str]:
+    """The search vector column and its GIN index, words read as language says."""
+    return _postgres_ddl(postgres_vector(language))
+
+
+POSTGRES_DDL = postgres_search_ddl("simple")
+"""The search vector as migration 0006 made it (words as written)."""
+FIRST_POSTGRES_DDL = _postgres_ddl(_postgres_text_vector("simple"))
 """The search vector as migration 0002 made it (key and content only)."""
+
 
 # Objects the models do not describe, for Alembic's comparison to leave alone.
 UNMODELLED_TABLES = frozenset(
@@ -173,8 +215,18 @@ UNMODELLED_TABLES = frozenset(
 UNMODELLED_COLUMNS = frozenset({SEARCH_VECTOR})
 UNMODELLED_INDEXES = frozenset({SEARCH_VECTOR_INDEX})
 
-SIMPLE: ColumnClause[Any] = literal_column("'simple'::regconfig")
-"""PostgreSQL's text search configuration: words as written, no stemming, no stop words."""
+STOP_WORDS = frozenset(
+    """i me my myself we our ours ourselves you your yours yourself yourselves he him his
+    himself she her hers herself it its itself they them their theirs themselves what which
+    who whom this that these those am is are was were be been being have has had having do
+    does did doing a an the and but if or because as until while of at by for with about
+    against between into through during before after above below to from up down in out on
+    off over under again further then once here there when where why how all any both each
+    few more most other some such no nor not only own same so than too very s t can will
+    just don should now""".split()
+)
+"""English stop words: PostgreSQL's list (tsearch_data/english.stop), which its
+`english` configuration leaves out of the index, so both databases ignore the same words."""
 
 _c = LongTermMemory.__table__.c  # type: ignore[attr-defined]
 # Core handles on the SQLite side objects, in their own metadata: the models' metadata
@@ -193,11 +245,12 @@ class Term:
     prefix: bool = False
 
 
-def parse_terms(query: str) -> list[Term]:
+def parse_terms(query: str, language: SearchLanguage) -> list[Term]:
     """The words of a search as the indexes see them; a trailing `*` asks for a prefix.
 
     Everything but letters and digits separates words, so no input can reach the
-    databases' own query syntax (quotes, operators, column filters).
+    databases' own query syntax (quotes, operators, column filters). In English, stop
+    words are dropped unless the query has nothing else (only_stop_words).
     """
     terms: dict[Term, None] = {}
     for match in _WORD.finditer(query.lower()):
@@ -207,12 +260,26 @@ def parse_terms(query: str) -> list[Term]:
         raise InvalidInput("the search has no words in it (letters or digits)")
     if len(terms) > MAX_TERMS:
         raise InvalidInput(f"a search may have at most {MAX_TERMS} words")
+    if language == "english":
+        return [term for term in terms if not _stop_word(term)] or list(terms)
     return list(terms)
+
+
+def only_stop_words(terms: list[Term], language: SearchLanguage) -> bool:
+    """Whether PostgreSQL's english configuration drops every one of terms (a stop word
+    even as a prefix, `the*`): such a query finds nothing there, as its index leaves
+    stop words out, instead of every row of the owner."""
+    return language == "english" and all(term.word in STOP_WORDS for term in terms)
+
+
+def _stop_word(term: Term) -> bool:
+    return not term.prefix and term.word in STOP_WORDS
 
 
 def fts5_query_text(terms: list[Term], *, every: bool, owner: int | None = None) -> str:
     """An FTS5 query: each word quoted (never syntax), joined by AND or OR, looked for in
-    key and content only; with owner, among that user's memories only."""
+    key and content only; with owner, among that user's memories only. FTS5 reads each
+    quoted word with the table's tokenizer, so porter stems it as it stemmed the rows."""
     joined = [f'"{term.word}"' + ("*" if term.prefix else "") for term in terms]
     text = "{key content} : (" + (" AND " if every else " OR ").join(joined) + ")"
     if owner is None:
@@ -231,13 +298,33 @@ def tsquery_text(terms: list[Term], *, every: bool, owner: int | None = None) ->
     return f"'{OWNER_PREFIX}{int(owner)}' & {text}"
 
 
+def tsquery(
+    terms: list[Term], language: SearchLanguage, *, every: bool, owner: int | None = None
+) -> ColumnElement[Any]:
+    """to_tsquery() of terms in language's configuration, which stems them as the
+    search vector's words were."""
+    config: ColumnElement[Any] = literal_column(f"'{language}'::regconfig")
+    return func.to_tsquery(config, tsquery_text(terms, every=every, owner=owner))
+
+
+def postgres_match(
+    terms: list[Term], language: SearchLanguage, *, every: bool, owner: int | None = None
+) -> ColumnElement[bool]:
+    """PostgreSQL: rows whose search vector holds the terms (false for stop words alone:
+    the configuration would drop them and leave the owner word to match every row)."""
+    if only_stop_words(terms, language):
+        return false()
+    return literal_column(SEARCH_VECTOR).op("@@")(
+        tsquery(terms, language, every=every, owner=owner)
+    )
+
+
 def match_condition(query: str, *, plan: Plan, every: bool = True) -> ColumnElement[bool]:
     """Rows whose key or content hold every word of query (or any, with every=False),
     as plan writes them (on SQLite, plan.walk tests each row against the matches)."""
-    terms = parse_terms(query)
+    terms = parse_terms(query, plan.language)
     if plan.dialect == "postgresql":
-        tsquery = func.to_tsquery(SIMPLE, tsquery_text(terms, every=every))
-        return literal_column(SEARCH_VECTOR).op("@@")(tsquery)
+        return postgres_match(terms, plan.language, every=every)
     return _member(_fts_matches(terms, every=every), plan)
 
 
@@ -246,9 +333,9 @@ def tag_condition_sqlite(tag: str, *, plan: Plan) -> ColumnElement[bool]:
     return _member(_tagged(tag), plan)
 
 
-def match_ids(query: str) -> Select[tuple[int]]:
+def match_ids(query: str, language: SearchLanguage) -> Select[tuple[int]]:
     """SQLite: the ids of the rows holding every word of query, in id order."""
-    return _fts_matches(parse_terms(query), every=True)
+    return _fts_matches(parse_terms(query, language), every=True)
 
 
 def tag_ids(tag: str) -> Select[tuple[int]]:
@@ -293,7 +380,7 @@ async def suspend_for_bulk_load(conn: AsyncConnection) -> None:
 async def resume_after_bulk_load(conn: AsyncConnection) -> None:
     """Rebuild the indexes from the loaded rows at once, then go back to per-row upkeep."""
     if conn.dialect.name == "postgresql":
-        await conn.exec_driver_sql(POSTGRES_DDL[1])
+        await conn.exec_driver_sql(POSTGRES_INDEX)
         return
     # FTS5 writes its index in segments of at most `hashsize` bytes of pending terms: the
     # default 1 MB makes a million rows into hundreds of segments to merge (11 s instead of

@@ -15,6 +15,8 @@ from sqlalchemy import ColumnElement, Integer, Numeric
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
+from webapp.settings import SearchLanguage
+
 
 def no_index(column: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
     """column as an expression no index holds: the row is found some other way, then tested.
@@ -39,6 +41,8 @@ class Plan:
     """How the filter builders write their conditions: built once per statement's caller."""
 
     dialect: str
+    language: SearchLanguage
+    """How the full-text index reads words (the SEARCH_LANGUAGE it was built for)."""
     walk: bool = False
     """SQLite: test each row against the tag and full-text matches instead of starting
     from them, so a page can walk its sort index (browse_plan.walk_sorted_index)."""

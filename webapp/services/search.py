@@ -24,9 +24,10 @@ each component in [0, 1]:
   the smallest, so that being returned cannot snowball: however often a memory was read,
   access lifts it by at most 0.04, never past a memory that matches 5% better.
 
-A memory matches when its key or content holds a word of the query, or when its
-meaning is close (cosine similarity at least SEMANTIC_FLOOR); only matches are ranked,
-and context only lifts them. Candidates are the LEXICAL best text matches and the
+A memory matches when its key or content holds a word of the query (as
+SEARCH_LANGUAGE reads words: by default stemmed, English stop words ignored; see
+services/fulltext.py), or when its meaning is close (cosine similarity at least
+SEMANTIC_FLOOR); only matches are ranked, and context only lifts them. Candidates are the LEXICAL best text matches and the
 SEMANTIC nearest vectors of the user's memories (webapp.services.vector_index), read
 back with every condition of the search (active only: not deleted, not expired; owner,
 namespace, tags); the CONTEXT best by match then bring in their matching neighbours.
@@ -54,7 +55,7 @@ from webapp.services.plan import Plan, no_index
 from webapp.services.principal import Principal
 from webapp.services.users import resolve_user
 from webapp.services.vector_index import get_index
-from webapp.settings import get_settings
+from webapp.settings import SearchLanguage, get_settings
 from webapp.types import utcnow
 
 WEIGHTS = {"text": 0.40, "semantic": 0.40, "importance": 0.10, "recency": 0.06, "access": 0.04}
@@ -95,23 +96,19 @@ class Ranked:
 
 
 def _relevance(
-    query: str, dialect: str, owner: int | None
+    query: str, dialect: str, language: SearchLanguage, owner: int | None
 ) -> tuple[ColumnElement[float], list[ColumnElement[bool]]]:
     """Text relevance (higher is better) and the conditions that make it computable; they
     ask the index for owner's memories only (see fulltext.OWNER_PREFIX)."""
-    terms = fulltext.parse_terms(query)
+    terms = fulltext.parse_terms(query, language)
     if dialect == "postgresql":
-        words = func.to_tsquery(fulltext.SIMPLE, fulltext.tsquery_text(terms, every=False))
-        owned = func.to_tsquery(
-            fulltext.SIMPLE, fulltext.tsquery_text(terms, every=False, owner=owner)
-        )
         # Ranked by the words only: the owner word is a filter, not relevance.
         relevance = func.ts_rank(
             literal_column(f"'{TEXT_WEIGHTS_POSTGRES}'::float4[]"),
             literal_column(fulltext.SEARCH_VECTOR),
-            words,
+            fulltext.tsquery(terms, language, every=False),
         )
-        return relevance, [literal_column(fulltext.SEARCH_VECTOR).op("@@")(owned)]
+        return relevance, [fulltext.postgres_match(terms, language, every=False, owner=owner)]
     fts = fulltext.fts_table
     bm25 = -func.bm25(literal_column(fulltext.FTS_TABLE), 2.0, 1.0, 0.0)  # key, content, owner
     return bm25, [
@@ -166,7 +163,9 @@ def _conditions(
     if request.namespace:
         conditions.append(namespace_condition(request.namespace))
     if request.tags:
-        conditions.append(tags_condition(request.tags, mode="all", plan=Plan(db.dialect)))
+        conditions.append(
+            tags_condition(request.tags, mode="all", plan=Plan(db.dialect, db.search_language))
+        )
     return conditions
 
 
@@ -174,7 +173,7 @@ async def _lexical(
     db: Database, request: SearchRequest, owner: int | None, now: datetime
 ) -> dict[int, float]:
     """The LEXICAL best text matches: id -> relevance."""
-    relevance, match = _relevance(request.query, db.dialect, owner)
+    relevance, match = _relevance(request.query, db.dialect, db.search_language, owner)
     query = select(_c.id, relevance.label("relevance"))
     if db.dialect == "sqlite":
         query = query.select_from(fulltext.fts_table)

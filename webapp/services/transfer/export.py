@@ -72,7 +72,9 @@ def _cli_conditions(
     if namespace is not None:
         conditions.append(namespace_condition(namespace))
     if tags:
-        conditions.append(tags_condition(tags, mode="all", plan=Plan(db.dialect)))
+        conditions.append(
+            tags_condition(tags, mode="all", plan=Plan(db.dialect, db.search_language))
+        )
     return conditions
 
 
@@ -119,7 +121,7 @@ def selection_conditions(
     always within what principal may see."""
     if ids:
         return [principal.visible(), _memories.c.id.in_(list(ids))]
-    return filter_conditions(principal, query, utcnow(), plan=Plan(db.dialect))
+    return filter_conditions(principal, query, utcnow(), plan=Plan(db.dialect, db.search_language))
 
 
 def export_selection(
