@@ -81,7 +81,10 @@ class VectorIndex:
     async def _current(self, db: Database, user_id: int) -> _UserVectors:
         lock = self._locks.setdefault(user_id, asyncio.Lock())
         async with lock, db.read() as session:
-            mine = (_e.user_id == user_id, _e.model == embeddings.MODEL_ID)
+            # By user only: the (user_id, seq) index answers count and max alone. Every
+            # vector is of embeddings.MODEL_ID (a new model comes with a migration that
+            # queues every memory again).
+            mine = (_e.user_id == user_id,)
             count, max_seq = (
                 await session.execute(select(func.count(), func.max(_e.seq)).where(*mine))
             ).one()
