@@ -244,7 +244,7 @@ async def rank(
 
     matched = {memory_id: match(memory_id) for memory_id in rows}
     leaders = sorted(matched, key=lambda i: (-matched[i][2], -i))[:CONTEXT]
-    neighbours = await search_context.neighbours(db, leaders, conditions)
+    neighbours = await search_context.neighbours(db, [rows[i] for i in leaders], conditions)
     missing = {n for pair in neighbours.values() for n in pair} - set(rows)
     if missing and owner is not None and vectors.enabled():
         # A neighbour joins only if it matches by itself: close enough in meaning.

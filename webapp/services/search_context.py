@@ -36,20 +36,18 @@ async def read_candidates(
 
 async def neighbours(
     db: Database,
-    leaders: Sequence[int],
+    leaders: Sequence[Row[Any]],
     conditions: Sequence[ColumnElement[bool]],
 ) -> dict[int, tuple[int, ...]]:
-    """For each leader, the ids of the memories next to it: the last one before it and
-    the first one after it in its namespace that satisfy conditions too. One statement,
-    each part a walk of the (user_id, namespace, id) index from the leader."""
+    """For each leader (a candidate row), the ids of the memories next to it: the last one
+    before it and the first one after it in its namespace that satisfy conditions too.
+    One statement, each part a walk of the (user_id, namespace, id) index from the
+    leader."""
     if not leaders:
         return {}
     async with db.read() as session:
-        placed = (
-            await session.execute(select(_c.id, _c.user_id, _c.namespace).where(_c.id.in_(leaders)))
-        ).all()
         parts = []
-        for leader in placed:
+        for leader in leaders:
             same_place = (_c.user_id == leader.user_id, _c.namespace == leader.namespace)
             for before in (True, False):
                 step = _c.id < leader.id if before else _c.id > leader.id
