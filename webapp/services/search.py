@@ -217,6 +217,16 @@ async def _semantic(
     }, floor
 
 
+async def _similarities(
+    db: Database, request: SearchRequest, owner: int | None, ids: set[int]
+) -> dict[int, float]:
+    """The cosine similarity to the query of those of ids that have a vector."""
+    if not ids or owner is None or not vectors.enabled():
+        return {}
+    query_vector = await vectors.query_vector(request.query)
+    return await get_index().similarity_of(db, owner, query_vector, ids)
+
+
 async def rank(
     db: Database, *, principal: Principal, request: SearchRequest, user: str | None = None
 ) -> list[Ranked]:
@@ -231,6 +241,9 @@ async def rank(
     rows = await search_context.read_candidates(db, set(lexical) | set(semantic), conditions)
     if not rows:
         return []
+    # A text match's semantic part is its own similarity, even when it was too far in
+    # meaning to be a candidate by it.
+    semantic.update(await _similarities(db, request, owner, set(rows) - set(semantic)))
     best_text = max((lexical.get(i, 0.0) for i in rows), default=0.0)
     best_semantic = max((semantic.get(i, 0.0) for i in rows), default=0.0)
 
@@ -246,10 +259,9 @@ async def rank(
     leaders = sorted(matched, key=lambda i: (-matched[i][2], -i))[:CONTEXT]
     neighbours = await search_context.neighbours(db, [rows[i] for i in leaders], conditions)
     missing = {n for pair in neighbours.values() for n in pair} - set(rows)
-    if missing and owner is not None and vectors.enabled():
+    if missing:
         # A neighbour joins only if it matches by itself: close enough in meaning.
-        query_vector = await vectors.query_vector(request.query)
-        close = await get_index().similarity_of(db, owner, query_vector, missing)
+        close = await _similarities(db, request, owner, missing)
         close = {i: value for i, value in close.items() if value >= floor}
         semantic.update(close)
         rows.update(await search_context.read_candidates(db, close, conditions))
