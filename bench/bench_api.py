@@ -22,9 +22,12 @@ alternately in the same run:
     recall          UPDATE long_term_memory SET access_count = access_count + 1 ...
                     WHERE user_id, namespace, key and active RETURNING the row, on the
                     same keys as the API
-    search          the ranking of webapp/services/search.py written by hand (FTS5 bm25
-                    or ts_rank, importance, recency, access; best 10), then the UPDATE ...
-                    RETURNING that counts the access to those 10
+    search          the text part of webapp/services/search.py's ranking written by hand
+                    (FTS5 bm25 or ts_rank, importance, recency, access; best 10), then the
+                    UPDATE ... RETURNING that counts the access to those 10. The app does
+                    more (it embeds the query and compares it with the user's vectors,
+                    then reads the candidates' neighbours), so its answer is not the
+                    floor's: the check reports how many of the 10 ids they share
 
 Before timing, the hand-written ranking is checked against the API's answer (same ids,
 same order), and recall's floor against the API's ids. Then throughput: upserts of
@@ -522,15 +525,8 @@ async def search_pair(client: httpx.AsyncClient, floor: Floor, word: str) -> Pai
     except Exception as exc:
         pair.check = f"not checked: {describe(exc)}"
         return pair
-    if got == expected:
-        pair.check = f"same {len(got)} ids, same order"
-    else:
-        same = "same ids, another order" if sorted(got) == sorted(expected) else "other ids"
-        pair.check = f"MISMATCH: {same}"
-        print(
-            f"  WARNING search: the API ranked {got[:5]}..., the floor {expected[:5]}...",
-            flush=True,
-        )
+    shared = len(set(got) & set(expected))
+    pair.check = f"{shared} of the floor's {len(expected)} text matches among the API's {len(got)}"
     return pair
 
 
