@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -255,3 +256,44 @@ def test_embed_refuses_when_semantic_search_is_off(
     result = invoke_cli("embed", database_url=database_url, cwd=tmp_path)
     assert result.code != 0
     assert "semantic search is off" in result.stderr
+
+
+async def test_import_queues_new_and_changed_memories(database: Database, me: Principal) -> None:
+    """An import's new rows and its updates of content get vectors like any write."""
+    import io
+
+    from webapp.services import transfer
+    from webapp.settings import Settings
+
+    await memories.remember(
+        database, principal=me, data=MemoryCreate(namespace="n", key="a", content="Old words.")
+    )
+    await drain_all(database)
+    lines = b"\n".join(
+        orjson.dumps({"user": "alice", "namespace": "n", "key": key, "content": content})
+        for key, content in (("a", "New words."), ("b", "Another memory."))
+    )
+    report = await transfer.import_jsonl(
+        database, source=io.BytesIO(lines), settings=Settings(secret_key="test")
+    )
+    assert (report.created, report.updated) == (1, 1)
+    assert len(await queued_ids(database)) == 2
+    await check_vectors(database)
+
+
+async def test_erasing_a_user_removes_their_vectors(database: Database, me: Principal) -> None:
+    from webapp.services.erase import erase_user
+
+    async with database.read() as session:
+        admin = Principal.of_user(await make_user(session, username="root", is_admin=True))
+    await memories.remember(
+        database, principal=me, data=MemoryCreate(namespace="n", key="a", content="Some text.")
+    )
+    await memories.remember(
+        database, principal=me, data=MemoryCreate(namespace="n", key="b", content="Queued.")
+    )
+    await vectors.drain(database, batch=1)
+    await erase_user(database, principal=admin, username="alice", confirm_username="alice")
+    async with database.read() as session:
+        assert (await session.execute(select(_e.seq))).first() is None
+        assert (await session.execute(select(_q.seq))).first() is None
