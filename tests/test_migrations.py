@@ -34,6 +34,9 @@ APP_TABLES = {
     "admin_event",
     "namespace_summary",
     "memory_embedding",
+    "duplicate_pair",
+    "duplicate_watermark",
+    "duplicate_dismissal",
 }
 GIN_INDEX = "ix_long_term_memory_tags_gin"
 
