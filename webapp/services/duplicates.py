@@ -24,7 +24,7 @@ from sqlalchemy.orm import aliased
 
 from webapp import embeddings
 from webapp.db import Database
-from webapp.errors import InvalidInput, NotFound
+from webapp.errors import InvalidInput, MemoryAdminError, NotFound
 from webapp.models import (
     DuplicateDismissal,
     DuplicatePair,
@@ -50,7 +50,7 @@ _dismissed = DuplicateDismissal.__table__  # type: ignore[attr-defined]
 _memories = LongTermMemory.__table__  # type: ignore[attr-defined]
 
 
-class BadThreshold(ValueError):
+class BadThreshold(MemoryAdminError):
     """A threshold outside MIN_THRESHOLD..1.00 or not a number."""
 
 
@@ -240,6 +240,8 @@ async def dismiss(db: Database, user_id: int, ids: Sequence[int]) -> None:
     """Stop showing the group of these memories (until it gains a member)."""
     members = ",".join(str(i) for i in sorted(set(ids)))
     async with db.write() as session:
+        if len(await _members(session, user_id, ids)) != len(set(ids)) or len(set(ids)) < 2:
+            raise NotFound("This group changed: some of its memories are gone.")
         await session.execute(insert(_dismissed).values(user_id=user_id, members=members))
 
 
