@@ -37,11 +37,11 @@ async def test_own_groups_threshold_and_404s(
     await _people(db, session)
     await visitor.log_in("alice")
     page = parse(await visitor.get("/duplicates"))
-    assert page.select_one('nav a[aria-current="page"]').get_text() == "Duplicates"
+    assert page.select_one('nav a[aria-current="page"]').get_text() == "Duplicates"  # type: ignore[union-attr]
     (group,) = page.select(".dup-group")
     keys = [a.get_text() for a in group.select(".dup-members a")]
     assert keys == ["facts / tea", "facts / tea2"]
-    assert page.select_one("#dup-threshold")["value"] == "0.90"
+    assert page.select_one("#dup-threshold")["value"] == "0.90"  # type: ignore[index]
     assert (await visitor.get("/duplicates?user=bob")).status_code == 404
     assert (await visitor.get("/duplicates?user=alice")).status_code == 200
     for bad in ("0.5", "2", "abc"):
@@ -70,8 +70,8 @@ async def test_merge_preview_confirm_and_stale(
     fields = {"ids": [str(tea.id), str(tea2.id)], "threshold": "0.90"}
     assert (await visitor.post("/duplicates/merge", fields, csrf=False)).status_code == 403
     preview = parse(await visitor.post("/duplicates/merge", fields))
-    assert preview.select_one("input[name=keep][checked]")["value"] == str(tea2.id)
-    fingerprint = preview.select_one("input[name=fingerprint]")["value"]
+    assert preview.select_one("input[name=keep][checked]")["value"] == str(tea2.id)  # type: ignore[index]
+    fingerprint = preview.select_one("input[name=fingerprint]")["value"]  # type: ignore[index]
     stale = await visitor.post(
         "/duplicates/merge/apply", {**fields, "keep": str(tea.id), "fingerprint": "0-x"}
     )
