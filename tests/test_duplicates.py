@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from tests.factories import make_memory, make_user
 from webapp.db import Database
 from webapp.errors import InvalidInput
-from webapp.models import LongTermMemory, MemoryEvent, User
+from webapp.models import DuplicatePair, LongTermMemory, MemoryEvent, User
 from webapp.services import duplicates, vectors
 from webapp.services.bulk import StalePreview
 from webapp.services.principal import Principal
@@ -171,3 +172,17 @@ def test_threshold_parsing() -> None:
     for bad in ("0.5", "1.5", "abc", "nan"):
         with pytest.raises(duplicates.BadThreshold):
             duplicates.parse_threshold(bad)
+
+
+async def test_concurrent_refreshes_write_each_pair_once(
+    db: AsyncEngine, session: AsyncSession
+) -> None:
+    database = Database(db)
+    alice = await make_user(session)
+    made = await memories_of(session, alice, [TEA, TEA_2, TEA_3])
+    await embed(database, made)
+    assert alice.id is not None
+    await asyncio.gather(*(duplicates.refresh(database, alice.id) for _ in range(3)))
+    async with database.read() as s:
+        pairs = (await s.execute(select(DuplicatePair.a, DuplicatePair.b))).all()  # type: ignore[call-overload]
+    assert len(pairs) == 3

@@ -41,13 +41,17 @@ from webapp.types import utcnow
 MIN_THRESHOLD = 0.80
 DEFAULT_THRESHOLD = 0.90
 MAX_GROUP_SHOWN = 20
-_CHUNK = 1024
+MAX_GROUPS = 100
+_CHUNK = 256  # new vectors per matrix product: 256 x 50,000 float32 is 51 MB
 
 _pairs = DuplicatePair.__table__  # type: ignore[attr-defined]
 _vectors = MemoryEmbedding.__table__  # type: ignore[attr-defined]
 _marks = DuplicateWatermark.__table__  # type: ignore[attr-defined]
 _dismissed = DuplicateDismissal.__table__  # type: ignore[attr-defined]
 _memories = LongTermMemory.__table__  # type: ignore[attr-defined]
+
+
+_LOCK_BASE = 0x6475700000000000  # advisory lock keys of refresh: this + user id
 
 
 class BadThreshold(MemoryAdminError):
@@ -111,6 +115,11 @@ async def refresh(db: Database, user_id: int) -> int:
     pairs = _similar_pairs(rows, mark or 0)
     new_ids = [r.memory_id for r in rows if r.seq > (mark or 0)]
     async with db.write() as session:
+        if db.dialect == "postgresql":  # one refresh of a user at a time (SQLite: one writer)
+            await session.execute(select(func.pg_advisory_xact_lock(_LOCK_BASE + user_id)))
+        again = await session.scalar(select(_marks.c.seq).where(_marks.c.user_id == user_id))
+        if again != mark:
+            return 0  # a concurrent refresh compared them already
         for start in range(0, len(new_ids), 500):
             chunk = new_ids[start : start + 500]
             await session.execute(
@@ -156,7 +165,7 @@ def _active(table: Any, now: datetime) -> Any:
 
 
 async def groups(db: Database, user_id: int, threshold: float) -> list[Group]:
-    """The user's groups at threshold, largest first, dismissed ones left out."""
+    """The user's MAX_GROUPS largest groups at threshold, dismissed ones left out."""
     await refresh(db, user_id)
     now = utcnow()
     ma, mb = aliased(_memories), aliased(_memories)
@@ -184,6 +193,7 @@ async def groups(db: Database, user_id: int, threshold: float) -> list[Group]:
         ]
         components = _components([(p.a, p.b, p.similarity) for p in pairs])
         components = [c for c in components if not any(set(c) <= gone for gone in dismissed)]
+        components = components[:MAX_GROUPS]
         best: dict[int, float] = {}
         for a, b, s in ((p.a, p.b, p.similarity) for p in pairs):
             best[a] = max(best.get(a, 0.0), s)

@@ -71,6 +71,7 @@ async def show_duplicates(
         "threshold": chosen,
         "minimum": duplicates.MIN_THRESHOLD,
         "shown_max": duplicates.MAX_GROUP_SHOWN,
+        "max_groups": duplicates.MAX_GROUPS,
     }
     return render(request, "duplicates/index.html", context)
 
