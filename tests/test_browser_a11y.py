@@ -75,6 +75,8 @@ SCREENS = (
     Screen("erase-user", "/users/dana/erase"),
     Screen("namespaces", "/namespaces"),
     Screen("namespaces-user", "/namespaces?user=dana"),
+    Screen("duplicates", "/duplicates"),
+    Screen("duplicates-user", "/duplicates?user=dana"),
     Screen("tokens", "/tokens"),
     Screen("import", "/import"),
     Screen(

@@ -35,6 +35,9 @@ APP_TABLES = {
     "namespace_summary",
     "memory_embedding",
     "embedding_queue",
+    "duplicate_pair",
+    "duplicate_watermark",
+    "duplicate_dismissal",
 }
 GIN_INDEX = "ix_long_term_memory_tags_gin"
 

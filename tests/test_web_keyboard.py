@@ -26,6 +26,8 @@ PAGES = [
     "/users/ann/erase",
     "/namespaces",
     "/namespaces?user=ann",
+    "/duplicates",
+    "/duplicates?user=ann",
     "/tokens",
     "/import",
     "/memories/bulk/preview?action=delete&scope=filter",

@@ -440,5 +440,8 @@ class NamespaceSummary(SQLModel, table=True):
 
 
 from webapp.models_admin import AdminEvent as AdminEvent  # noqa: E402  (in `metadata` too)
+from webapp.models_embedding import DuplicateDismissal as DuplicateDismissal  # noqa: E402
+from webapp.models_embedding import DuplicatePair as DuplicatePair  # noqa: E402
+from webapp.models_embedding import DuplicateWatermark as DuplicateWatermark  # noqa: E402
 from webapp.models_embedding import EmbeddingQueue as EmbeddingQueue  # noqa: E402
 from webapp.models_embedding import MemoryEmbedding as MemoryEmbedding  # noqa: E402

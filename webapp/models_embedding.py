@@ -14,7 +14,7 @@ in memory reads the rows past the last `seq` it saw (webapp.services.vector_inde
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy import Column, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -42,6 +42,60 @@ class MemoryEmbedding(SQLModel, table=True):
     )
     model: str = Field(sa_column=Column(String(64), nullable=False))
     vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class DuplicatePair(SQLModel, table=True):
+    """Two of one user's memories whose vectors are at least duplicates.MIN_THRESHOLD
+    alike (a < b). Precomputed by webapp.services.duplicates so /duplicates only reads
+    pairs; a memory's pairs go with it (CASCADE) and are rewritten with its vector."""
+
+    __tablename__ = "duplicate_pair"
+    __table_args__ = (Index("ix_duplicate_pair_user_id_similarity", "user_id", "similarity"),)
+
+    a: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("long_term_memory.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    b: int = Field(
+        sa_column=Column(
+            Integer,
+            ForeignKey("long_term_memory.id", ondelete="CASCADE"),
+            primary_key=True,
+            index=True,
+        )
+    )
+    user_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    )
+    similarity: float = Field(sa_column=Column(Float, nullable=False))
+
+
+class DuplicateWatermark(SQLModel, table=True):
+    """The highest memory_embedding.seq of a user already compared into duplicate_pair."""
+
+    __tablename__ = "duplicate_watermark"
+
+    user_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    )
+    seq: int = Field(sa_column=Column(Integer, nullable=False))
+
+
+class DuplicateDismissal(SQLModel, table=True):
+    """A group of near duplicates the user said to stop showing: its members' ids,
+    sorted and comma-joined. A group is hidden while its members are a subset of one
+    dismissed set, so a group that gains a member shows again."""
+
+    __tablename__ = "duplicate_dismissal"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    members: str = Field(sa_column=Column(Text, nullable=False))
 
 
 class EmbeddingQueue(SQLModel, table=True):

@@ -11,7 +11,9 @@ its new content next time).
 
 Three callers drain: every app process in the background (`drain_forever`), search for
 the searching user's few newest writes before it compares vectors (so an agent finds
-what it wrote a moment ago), and `memory-admin embed` for a whole database.
+what it wrote a moment ago), and `memory-admin embed` for a whole database. Each drain
+then brings the near-duplicate pairs of the users it embedded for up to date
+(webapp.services.duplicates.refresh), so the review page only reads them.
 
 With SEMANTIC_SEARCH=false, or without the model's packages, nothing is embedded and
 search ranks by text alone (`enabled()` says which); the queue just waits.
@@ -32,6 +34,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from webapp import embeddings
 from webapp.db import Database
 from webapp.models import EmbeddingQueue, LongTermMemory, MemoryEmbedding
+from webapp.services import duplicates
 from webapp.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -200,6 +203,9 @@ async def drain(db: Database, *, batch: int = 64, user_id: int | None = None) ->
                 for row, vector in fresh
             ],
         )
+    # Near-duplicate pairs follow the vectors, so /duplicates never compares a backlog.
+    for owner in sorted({row.user_id for row, _ in fresh}):
+        await duplicates.refresh(db, owner)
     return len(taken)
 
 

@@ -12,6 +12,7 @@ from webapp.settings import HTMX_INTEGRITY, HTMX_URL, Settings
 from webapp.web import (
     auth,
     bulk,
+    duplicates,
     erase,
     history,
     memories,
@@ -57,6 +58,7 @@ def mount_admin_app(app: FastAPI, settings: Settings, secret_key: str) -> None:
         erase.router,
         history.router,
         namespaces.router,
+        duplicates.router,
         transfer.router,
         bulk.router,
     ):

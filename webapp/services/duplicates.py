@@ -1,0 +1,352 @@
+"""Near-duplicate review: which of a user's active memories say (nearly) the same.
+
+Comparing 50,000 vectors pairwise on every page view is far too slow, so the pairs at
+or above MIN_THRESHOLD are kept in duplicate_pair. `refresh` brings one user's pairs up
+to date: the vectors written since the user's watermark (memory_embedding.seq only
+grows; an edited memory gets a new row) are compared with all of the user's vectors,
+a numpy matrix product in chunks, their old pairs replaced. The page then only reads
+pairs, filtered by the members' current state (deleted or expired memories drop out).
+
+Groups are the connected components of the pairs at or above the chosen threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from webapp import embeddings
+from webapp.db import Database
+from webapp.errors import InvalidInput, MemoryAdminError, NotFound
+from webapp.models import (
+    DuplicateDismissal,
+    DuplicatePair,
+    DuplicateWatermark,
+    EventAction,
+    LongTermMemory,
+    MemoryEmbedding,
+)
+from webapp.services import events
+from webapp.services.bulk import StalePreview, fingerprint
+from webapp.services.principal import Principal
+from webapp.types import utcnow
+
+MIN_THRESHOLD = 0.80
+DEFAULT_THRESHOLD = 0.90
+MAX_GROUP_SHOWN = 20
+MAX_GROUPS = 100
+_CHUNK = 256  # new vectors per matrix product: 256 x 50,000 float32 is 51 MB
+
+_pairs = DuplicatePair.__table__  # type: ignore[attr-defined]
+_vectors = MemoryEmbedding.__table__  # type: ignore[attr-defined]
+_marks = DuplicateWatermark.__table__  # type: ignore[attr-defined]
+_dismissed = DuplicateDismissal.__table__  # type: ignore[attr-defined]
+_memories = LongTermMemory.__table__  # type: ignore[attr-defined]
+
+
+_LOCK_BASE = 0x6475700000000000  # advisory lock keys of refresh: this + user id
+
+
+class BadThreshold(MemoryAdminError):
+    """A threshold outside MIN_THRESHOLD..1.00 or not a number."""
+
+
+def parse_threshold(raw: str | None) -> float:
+    """The threshold a form asked for, DEFAULT_THRESHOLD when it asked for none."""
+    if raw is None or raw.strip() == "":
+        return DEFAULT_THRESHOLD
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadThreshold(f"The threshold must be a number, not {raw!r}.") from None
+    if not MIN_THRESHOLD <= value <= 1.0:
+        raise BadThreshold(f"The threshold must be between {MIN_THRESHOLD:.2f} and 1.00.")
+    return value
+
+
+@dataclass
+class Member:
+    id: int
+    namespace: str
+    key: str
+    content: str
+    tags: list[str]
+    importance: float
+    updated_at: datetime
+    version: int
+    similarity: float
+
+
+@dataclass
+class Group:
+    members: list[Member]
+    size: int
+    ids: list[int] = field(default_factory=list)
+
+    @property
+    def token(self) -> str:
+        """The group's member ids, as stored by a dismissal."""
+        return ",".join(str(i) for i in sorted(self.ids))
+
+
+async def refresh(db: Database, user_id: int) -> int:
+    """Compare the user's vectors written since the watermark; the pairs written."""
+    async with db.read() as session:
+        mark = await session.scalar(select(_marks.c.seq).where(_marks.c.user_id == user_id))
+        top = await session.scalar(
+            select(func.max(_vectors.c.seq)).where(_vectors.c.user_id == user_id)
+        )
+        if top is None or (mark is not None and top <= mark):
+            return 0
+        rows = (
+            await session.execute(
+                select(_vectors.c.memory_id, _vectors.c.seq, _vectors.c.vector)
+                .where(_vectors.c.user_id == user_id)
+                .order_by(_vectors.c.memory_id)
+            )
+        ).all()
+    pairs = _similar_pairs(rows, mark or 0)
+    new_ids = [r.memory_id for r in rows if r.seq > (mark or 0)]
+    async with db.write() as session:
+        if db.dialect == "postgresql":  # one refresh of a user at a time (SQLite: one writer)
+            await session.execute(select(func.pg_advisory_xact_lock(_LOCK_BASE + user_id)))
+        again = await session.scalar(select(_marks.c.seq).where(_marks.c.user_id == user_id))
+        if again != mark:
+            return 0  # a concurrent refresh compared them already
+        for start in range(0, len(new_ids), 500):
+            chunk = new_ids[start : start + 500]
+            await session.execute(
+                delete(_pairs).where(or_(_pairs.c.a.in_(chunk), _pairs.c.b.in_(chunk)))
+            )
+        values = [{"a": a, "b": b, "user_id": user_id, "similarity": s} for a, b, s in pairs]
+        for start in range(0, len(values), 1000):
+            await session.execute(insert(_pairs), values[start : start + 1000])
+        await _set_mark(session, user_id, top, mark is not None)
+    return len(pairs)
+
+
+async def _set_mark(session: AsyncSession, user_id: int, seq: int, exists: bool) -> None:
+    if exists:
+        await session.execute(_marks.update().where(_marks.c.user_id == user_id).values(seq=seq))
+    else:
+        await session.execute(insert(_marks).values(user_id=user_id, seq=seq))
+
+
+def _similar_pairs(rows: Sequence[Any], mark: int) -> list[tuple[int, int, float]]:
+    """(a, b, similarity), a < b, for each new vector against all, at >= MIN_THRESHOLD."""
+    ids = np.array([r.memory_id for r in rows], dtype=np.int64)
+    fresh = np.array([r.seq > mark for r in rows], dtype=bool)
+    matrix = embeddings.unpack_many([r.vector for r in rows])
+    found: dict[tuple[int, int], float] = {}
+    fresh_rows = np.flatnonzero(fresh)
+    for start in range(0, len(fresh_rows), _CHUNK):
+        part = fresh_rows[start : start + _CHUNK]
+        sims = matrix[part] @ matrix.T
+        i, j = np.nonzero(sims >= MIN_THRESHOLD)
+        for x, y in zip(i.tolist(), j.tolist(), strict=True):
+            left, right = int(ids[part[x]]), int(ids[y])
+            if left != right:
+                found[(min(left, right), max(left, right))] = min(1.0, float(sims[x, y]))
+    return [(a, b, s) for (a, b), s in found.items()]
+
+
+def _active(table: Any, now: datetime) -> Any:
+    return and_(
+        table.c.is_deleted.is_(False),
+        or_(table.c.expires_at.is_(None), table.c.expires_at > now),
+    )
+
+
+async def groups(db: Database, user_id: int, threshold: float) -> list[Group]:
+    """The user's MAX_GROUPS largest groups at threshold, dismissed ones left out."""
+    await refresh(db, user_id)
+    now = utcnow()
+    ma, mb = aliased(_memories), aliased(_memories)
+    va, vb = aliased(_vectors), aliased(_vectors)
+    query = (
+        select(_pairs.c.a, _pairs.c.b, _pairs.c.similarity)
+        .join(ma, ma.c.id == _pairs.c.a)
+        .join(mb, mb.c.id == _pairs.c.b)
+        .join(va, va.c.memory_id == _pairs.c.a)
+        .join(vb, vb.c.memory_id == _pairs.c.b)
+        .where(
+            _pairs.c.user_id == user_id,
+            _pairs.c.similarity >= threshold - 1e-6,
+            _active(ma, now),
+            _active(mb, now),
+        )
+    )
+    async with db.read() as session:
+        pairs = (await session.execute(query)).all()
+        dismissed = [
+            {int(x) for x in members.split(",")}
+            for members in await session.scalars(
+                select(_dismissed.c.members).where(_dismissed.c.user_id == user_id)
+            )
+        ]
+        components = _components([(p.a, p.b, p.similarity) for p in pairs])
+        components = [c for c in components if not any(set(c) <= gone for gone in dismissed)]
+        components = components[:MAX_GROUPS]
+        best: dict[int, float] = {}
+        for a, b, s in ((p.a, p.b, p.similarity) for p in pairs):
+            best[a] = max(best.get(a, 0.0), s)
+            best[b] = max(best.get(b, 0.0), s)
+        shown = [i for c in components for i in c[:MAX_GROUP_SHOWN]]
+        details = {
+            r.id: r
+            for start in range(0, len(shown), 500)
+            for r in await session.execute(
+                select(_memories).where(_memories.c.id.in_(shown[start : start + 500]))
+            )
+        }
+    result = []
+    for component in components:
+        members = [
+            Member(
+                id=d.id,
+                namespace=d.namespace,
+                key=d.key,
+                content=d.content,
+                tags=list(d.tags or []),
+                importance=d.importance,
+                updated_at=d.updated_at,
+                version=d.version,
+                similarity=best[d.id],
+            )
+            for d in (details[i] for i in component[:MAX_GROUP_SHOWN])
+        ]
+        result.append(Group(members=members, size=len(component), ids=list(component)))
+    return result
+
+
+def _components(pairs: Sequence[tuple[int, int, float]]) -> list[list[int]]:
+    """Connected components of the pairs, largest first, each sorted by id."""
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b, _ in pairs:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    members: dict[int, list[int]] = {}
+    for x in list(parent):
+        members.setdefault(root(x), []).append(x)
+    return sorted((sorted(m) for m in members.values()), key=lambda m: (-len(m), m[0]))
+
+
+async def dismiss(db: Database, user_id: int, ids: Sequence[int]) -> None:
+    """Stop showing the group of these memories (until it gains a member)."""
+    members = ",".join(str(i) for i in sorted(set(ids)))
+    async with db.write() as session:
+        if len(await _members(session, user_id, ids)) != len(set(ids)) or len(set(ids)) < 2:
+            raise NotFound("This group changed: some of its memories are gone.")
+        await session.execute(insert(_dismissed).values(user_id=user_id, members=members))
+
+
+@dataclass
+class MergePreview:
+    members: list[LongTermMemory]
+    keep: int
+    fingerprint: str
+
+
+def default_keep(members: Sequence[LongTermMemory]) -> int:
+    """The one a merge keeps unless told: the most important, then the newest."""
+    best = max(members, key=lambda m: (m.importance, m.updated_at, m.id or 0))
+    assert best.id is not None
+    return best.id
+
+
+async def _members(session: AsyncSession, user_id: int, ids: Sequence[int]) -> list[Any]:
+    query = (
+        select(LongTermMemory)
+        .where(
+            _memories.c.id.in_(sorted(set(ids))),
+            _memories.c.user_id == user_id,
+            _active(_memories, utcnow()),
+        )
+        .order_by(_memories.c.id)
+    )
+    return list(await session.scalars(query))
+
+
+async def merge_preview(db: Database, user_id: int, ids: Sequence[int]) -> MergePreview:
+    """What merging these memories would do; NotFound unless at least two are active."""
+    async with db.read() as session:
+        members = await _members(session, user_id, ids)
+    if len(members) < 2 or len(members) != len(set(ids)):
+        raise NotFound("This group changed: some of its memories are gone.")
+    return MergePreview(
+        members=members,
+        keep=default_keep(members),
+        fingerprint=fingerprint([(m.id, m.version) for m in members]),
+    )
+
+
+async def merge(
+    db: Database,
+    *,
+    principal: Principal,
+    user_id: int,
+    ids: Sequence[int],
+    keep: int,
+    expected: str,
+) -> int:
+    """Keep one memory with the group's tags (union) and highest importance; soft-delete
+    the others, each event naming the kept one (`merged_into`). One transaction;
+    StalePreview when any member changed since the preview. Returns the kept id."""
+    if keep not in ids:
+        raise InvalidInput("The memory to keep must be one of the group.")
+    now = utcnow()
+    async with db.write() as session:
+        members = await _members(session, user_id, ids)
+        if fingerprint([(m.id, m.version) for m in members]) != expected or len(members) != len(
+            set(ids)
+        ):
+            raise StalePreview(
+                "These memories changed since the preview. Nothing was merged: check the "
+                "new preview and confirm again."
+            )
+        kept = next(m for m in members if m.id == keep)
+        before = events.snapshot(kept)
+        tags = list(dict.fromkeys(t for m in [kept, *members] for t in m.tags))
+        kept.tags = tags
+        kept.importance = max(m.importance for m in members)
+        events.record_change(
+            session,
+            memory=kept,
+            before=before,
+            principal=principal,
+            action=EventAction.update,
+            now=now,
+        )
+        for member in members:
+            if member.id == keep:
+                continue
+            before = events.snapshot(member)
+            member.is_deleted, member.deleted_at = True, now
+            changes: dict[str, Any] = events.diff(before, events.snapshot(member))
+            changes["merged_into"] = keep
+            member.version += 1
+            member.updated_at = now
+            events.record(
+                session,
+                memory=member,
+                principal=principal,
+                action=EventAction.delete,
+                changes=changes,
+                now=now,
+            )
+    return keep
