@@ -228,7 +228,10 @@ async def browser() -> AsyncIterator[Browser]:
 def live_server(settings: Settings) -> Iterator[LiveServer]:
     """The app under uvicorn on a free port, on the module's migrated database (per backend)."""
     backend = "sqlite" if settings.is_sqlite else "postgresql"
-    with LiveServer(settings, backend=backend) as server:
+    # No background embedder: the pages under test do not need vectors, and the model
+    # would take the browser's CPU; tests that do need them drain the queue themselves.
+    quiet = settings.model_copy(update={"background_embedding": False})
+    with LiveServer(quiet, backend=backend) as server:
         yield server
 
 
