@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.api_support import Agent, memory
@@ -30,6 +30,7 @@ from webapp.models import (
 )
 from webapp.services import memories, vectors
 from webapp.services.principal import Principal
+from webapp.types import utcnow
 
 from .factories import make_user
 
@@ -297,3 +298,24 @@ async def test_erasing_a_user_removes_their_vectors(database: Database, me: Prin
     async with database.read() as session:
         assert (await session.execute(select(_e.seq))).first() is None
         assert (await session.execute(select(_q.seq))).first() is None
+
+
+async def test_a_raw_upsert_of_a_queued_memory_queues_it_again(
+    database: Database, me: Principal
+) -> None:
+    """An UPSERT (ON CONFLICT DO UPDATE) that changes the content of a memory already in
+    the queue re-queues it; it used to fail with a UNIQUE error on SQLite."""
+    made = await memories.remember(
+        database, principal=me, data=MemoryCreate(namespace="n", key="a", content="One.")
+    )
+    upsert = text(
+        "INSERT INTO long_term_memory (user_id, namespace, key, content, tags, importance,"
+        " access_count, is_deleted, version, created_at, updated_at)"
+        " VALUES (:user, 'n', 'a', :content, '[]', 0.5, 0, false, 1, :now, :now)"
+        " ON CONFLICT (user_id, namespace, key) DO UPDATE SET content = excluded.content"
+    )
+    for content in ("Two.", "Three."):
+        async with database.write() as session:
+            await session.execute(upsert, {"user": me.user_id, "content": content, "now": utcnow()})
+    assert await queued_ids(database) == {made.memory.id}
+    await check_vectors(database)

@@ -13,7 +13,7 @@ import click
 from webapp.cli.common import run_with_db
 from webapp.db import Database
 from webapp.errors import InvalidInput
-from webapp.services import vectors
+from webapp.services import duplicates, vectors
 from webapp.services.users import get_user_by_username
 from webapp.settings import Settings
 
@@ -51,6 +51,10 @@ def embed(username: str | None, batch: int) -> None:
                 done += written
                 if advance is not None:
                     advance(written)
+        # The near-duplicate pairs of the new vectors, now rather than at the first visit
+        # of /duplicates.
+        for owner in await duplicates.users_with_vectors(db) if user_id is None else [user_id]:
+            await duplicates.refresh(db, owner)
         return done, time.perf_counter() - started
 
     done, seconds = run_with_db(work)

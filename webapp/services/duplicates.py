@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import anyio
 import numpy as np
 from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -96,6 +97,13 @@ class Group:
         return ",".join(str(i) for i in sorted(self.ids))
 
 
+async def users_with_vectors(db: Database) -> list[int]:
+    """Every user who has a vector, for a refresh of them all (`memory-admin embed`)."""
+    async with db.read() as session:
+        found = await session.execute(select(_vectors.c.user_id).distinct())
+        return sorted(found.scalars().all())
+
+
 async def refresh(db: Database, user_id: int) -> int:
     """Compare the user's vectors written since the watermark; the pairs written."""
     async with db.read() as session:
@@ -112,7 +120,8 @@ async def refresh(db: Database, user_id: int) -> int:
                 .order_by(_vectors.c.memory_id)
             )
         ).all()
-    pairs = _similar_pairs(rows, mark or 0)
+    # Off the event loop: a first comparison of 50,000 vectors takes about a minute.
+    pairs = await anyio.to_thread.run_sync(_similar_pairs, rows, mark or 0)
     new_ids = [r.memory_id for r in rows if r.seq > (mark or 0)]
     async with db.write() as session:
         if db.dialect == "postgresql":  # one refresh of a user at a time (SQLite: one writer)

@@ -11,9 +11,9 @@ its new content next time).
 
 Three callers drain: every app process in the background (`drain_forever`), search for
 the searching user's few newest writes before it compares vectors (so an agent finds
-what it wrote a moment ago), and `memory-admin embed` for a whole database. Each drain
-then brings the near-duplicate pairs of the users it embedded for up to date
-(webapp.services.duplicates.refresh), so the review page only reads them.
+what it wrote a moment ago), and `memory-admin embed` for a whole database (which then
+brings the near-duplicate pairs of the users it embedded for up to date, so that the
+review page does not compare a backlog when it is first opened).
 
 With SEMANTIC_SEARCH=false, or without the model's packages, nothing is embedded and
 search ranks by text alone (`enabled()` says which); the queue just waits.
@@ -34,7 +34,6 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from webapp import embeddings
 from webapp.db import Database
 from webapp.models import EmbeddingQueue, LongTermMemory, MemoryEmbedding
-from webapp.services import duplicates
 from webapp.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -46,8 +45,12 @@ _CACHE_SIZE = 256
 
 TABLE = "memory_embedding"
 QUEUE = "embedding_queue"
+# Delete, then insert: an INSERT OR REPLACE inside a trigger takes the conflict policy
+# of the statement that fired it, so an UPSERT (ON CONFLICT DO UPDATE) of a memory that
+# was already queued failed with a UNIQUE error instead of queueing it anew.
 _ENQUEUE_SQLITE = (
-    f"INSERT OR REPLACE INTO {QUEUE}(memory_id, user_id) VALUES (new.id, new.user_id);"
+    f"DELETE FROM {QUEUE} WHERE memory_id = new.id; "
+    f"INSERT INTO {QUEUE}(memory_id, user_id) VALUES (new.id, new.user_id);"
 )
 SQLITE_TRIGGERS = {
     "long_term_memory_ai_vector": f"""
@@ -203,9 +206,6 @@ async def drain(db: Database, *, batch: int = 64, user_id: int | None = None) ->
                 for row, vector in fresh
             ],
         )
-    # Near-duplicate pairs follow the vectors, so /duplicates never compares a backlog.
-    for owner in sorted({row.user_id for row, _ in fresh}):
-        await duplicates.refresh(db, owner)
     return len(taken)
 
 
