@@ -67,8 +67,8 @@ def timed(env: dict[str, str], *args: str) -> tuple[str, float]:
 def vector_lag(url: str, puts: int, gap: float, work: Path) -> dict[str, Any]:
     """PUT new memories to a running app; latency of each PUT and the wait for its vector."""
     env = server_env(url, SECRET)
-    memory_admin(env, "createuser", "lag-bench")
-    token = memory_admin(env, "token", "create", "lag-bench", "--name", "lag").splitlines()[-1]
+    # A user of the imported data (gen_memories names them user-00001 ...).
+    token = memory_admin(env, "token", "create", "user-00001", "--name", "lag").splitlines()[-1]
     lags: list[float] = []
     latencies: list[float] = []
 
