@@ -56,7 +56,7 @@ from webapp.services.memories import count_access
 from webapp.services.plan import Plan, no_index
 from webapp.services.principal import Principal
 from webapp.services.users import resolve_user
-from webapp.services.vector_index import get_index
+from webapp.services.vector_index import Similarities, get_index
 from webapp.settings import SearchLanguage, get_settings
 from webapp.types import utcnow
 
@@ -194,37 +194,30 @@ async def _lexical(
 
 async def _semantic(
     db: Database, request: SearchRequest, owner: int | None
-) -> tuple[dict[int, float], float]:
+) -> tuple[dict[int, float], float, Similarities | None]:
     """The SEMANTIC nearest of the user's memories that match by meaning (id -> cosine
-    similarity to the query), and the least similarity that makes a match this time."""
+    similarity to the query), the least similarity that makes a match this time, and
+    every similarity of the user's vectors (None without vectors)."""
     if owner is None or not vectors.enabled():
-        return {}, 1.0
+        return {}, 1.0, None
     # What the agent wrote a moment ago may still wait for its vector: embed it now.
     await vectors.catch_up(db, user_id=owner, most=get_settings().search_catch_up)
     query_vector = await vectors.query_vector(request.query)
-    ids, similarity = await get_index().similarities(db, owner, query_vector)
+    every = await get_index().similarities(db, owner, query_vector)
+    ids, similarity = every.ids, every.values
     if not len(ids):
-        return {}, 1.0
+        return {}, 1.0, every
     floor = max(SEMANTIC_FLOOR, SEMANTIC_RELATIVE * float(similarity.max()))
     wanted = SEMANTIC_FILTERED if request.namespace or request.tags else SEMANTIC
     if len(ids) > wanted:
         best = np.argpartition(-similarity, wanted)[:wanted]
         ids, similarity = ids[best], similarity[best]
-    return {
+    nearest = {
         memory_id: value
         for memory_id, value in zip(ids.tolist(), similarity.tolist(), strict=True)
         if value >= floor
-    }, floor
-
-
-async def _similarities(
-    db: Database, request: SearchRequest, owner: int | None, ids: set[int]
-) -> dict[int, float]:
-    """The cosine similarity to the query of those of ids that have a vector."""
-    if not ids or owner is None or not vectors.enabled():
-        return {}
-    query_vector = await vectors.query_vector(request.query)
-    return await get_index().similarity_of(db, owner, query_vector, ids)
+    }
+    return nearest, floor, every
 
 
 async def rank(
@@ -234,7 +227,7 @@ async def rank(
     scores; reading them is not yet an access (count_access)."""
     now = utcnow()
     owner = await _owner(db, principal, user)
-    lexical, (semantic, floor) = await asyncio.gather(
+    lexical, (semantic, floor, every) = await asyncio.gather(
         _lexical(db, request, owner, now), _semantic(db, request, owner)
     )
     conditions = _conditions(db, request, owner, now)
@@ -243,7 +236,8 @@ async def rank(
         return []
     # A text match's semantic part is its own similarity, even when it was too far in
     # meaning to be a candidate by it.
-    semantic.update(await _similarities(db, request, owner, set(rows) - set(semantic)))
+    if every is not None:
+        semantic.update(every.of(set(rows) - set(semantic)))
     best_text = max((lexical.get(i, 0.0) for i in rows), default=0.0)
     best_semantic = max((semantic.get(i, 0.0) for i in rows), default=0.0)
 
@@ -259,10 +253,9 @@ async def rank(
     leaders = sorted(matched, key=lambda i: (-matched[i][2], -i))[:CONTEXT]
     neighbours = await search_context.neighbours(db, [rows[i] for i in leaders], conditions)
     missing = {n for pair in neighbours.values() for n in pair} - set(rows)
-    if missing:
+    if missing and every is not None:
         # A neighbour joins only if it matches by itself: close enough in meaning.
-        close = await _similarities(db, request, owner, missing)
-        close = {i: value for i, value in close.items() if value >= floor}
+        close = {i: value for i, value in every.of(missing).items() if value >= floor}
         semantic.update(close)
         rows.update(await search_context.read_candidates(db, close, conditions))
         matched.update({memory_id: match(memory_id) for memory_id in close if memory_id in rows})

@@ -70,6 +70,25 @@ class _UserVectors:
             self.matrix = np.vstack([self.matrix, np.array(appended, dtype=np.float32)])
 
 
+@dataclass
+class Similarities:
+    """One search's cosine similarities to its query, of all of a user's vectors."""
+
+    ids: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float32]
+    row_of: dict[int, int]
+
+    def of(self, ids: set[int]) -> dict[int, float]:
+        """Those of ids that have a vector, with their similarity. (Rows appended to the
+        cache by a later search lie past `values` and are left out.)"""
+        rows = ((i, self.row_of.get(i)) for i in ids)
+        return {
+            i: float(self.values[row])
+            for i, row in rows
+            if row is not None and row < len(self.values)
+        }
+
+
 class VectorIndex:
     """The process's cache of user vectors; one per process (`get_index`)."""
 
@@ -117,21 +136,10 @@ class VectorIndex:
 
     async def similarities(
         self, db: Database, user_id: int, query: embeddings.Vectors
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """Every vector of user_id's memories: their ids and cosine similarity to query."""
+    ) -> Similarities:
+        """Every vector of user_id's memories compared with query, once per search."""
         vectors = await self._current(db, user_id)
-        return vectors.ids, vectors.matrix @ query
-
-    async def similarity_of(
-        self, db: Database, user_id: int, query: embeddings.Vectors, ids: set[int]
-    ) -> dict[int, float]:
-        """The cosine similarity to query of those of ids that have a vector."""
-        vectors = await self._current(db, user_id)
-        rows = [(i, vectors.row_of[i]) for i in ids if i in vectors.row_of]
-        if not rows:
-            return {}
-        found = vectors.matrix[[row for _, row in rows]] @ query
-        return {memory_id: float(value) for (memory_id, _), value in zip(rows, found, strict=True)}
+        return Similarities(vectors.ids, vectors.matrix @ query, vectors.row_of)
 
     def forget(self) -> None:
         """Drop every cached vector (tests, and after a bulk load in this process)."""
