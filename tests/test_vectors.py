@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -248,6 +249,22 @@ def test_the_model_loads_with_no_network_and_hub_offline() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="thread priorities are Linux's")
+def test_background_embedding_runs_at_the_lowest_cpu_priority() -> None:
+    """The app's own embedder yields the CPU to requests: its threads run at nice 19, the
+    caller's thread keeps its priority, and the vectors are the same."""
+    caller = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    embedder = embeddings.get_embedder()
+    texts = ["Drinks coffee black", "Allergic to peanuts", "Lives in Lisbon"]
+    background = embedder.embed(texts, background=True)
+    assert np.allclose(background, embedder.embed(texts), atol=1e-6)
+    priority_of = embedder._pool(background=True).submit(
+        lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    )
+    assert priority_of.result() == 19
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == caller
 
 
 def test_embed_refuses_when_semantic_search_is_off(

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -79,15 +81,33 @@ class Embedder:
             str(model_path), options, providers=["CPUExecutionProvider"]
         )
         self._workers = workers or os.cpu_count() or 1
+        self._pools: dict[bool, ThreadPoolExecutor] = {}
+        self._pools_lock = threading.Lock()
 
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        """One unit vector per text, in order; shape (len(texts), DIMENSIONS)."""
+    def embed(self, texts: Sequence[str], *, background: bool = False) -> Vectors:
+        """One unit vector per text, in order; shape (len(texts), DIMENSIONS).
+
+        background: run on threads of the lowest CPU priority, which take only the CPU
+        that requests leave idle (the app's own embedder: a write's vector can wait, the
+        next request should not)."""
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
-        if len(texts) == 1 or self._workers == 1:
+        if not background and (len(texts) == 1 or self._workers == 1):
             return np.array([self.embed_one(text) for text in texts], dtype=np.float32)
-        with ThreadPoolExecutor(max_workers=self._workers) as pool:
-            return np.array(list(pool.map(self.embed_one, texts)), dtype=np.float32)
+        pool = self._pool(background)
+        return np.array(list(pool.map(self.embed_one, texts)), dtype=np.float32)
+
+    def _pool(self, background: bool) -> ThreadPoolExecutor:
+        with self._pools_lock:
+            pool = self._pools.get(background)
+            if pool is None:
+                pool = ThreadPoolExecutor(
+                    max_workers=self._workers,
+                    thread_name_prefix="embed-background" if background else "embed",
+                    initializer=_lowest_priority if background else None,
+                )
+                self._pools[background] = pool
+            return pool
 
     def embed_one(self, text: str) -> Vectors:
         """The unit vector of one text, shape (DIMENSIONS,)."""
@@ -100,6 +120,13 @@ class Embedder:
         weights = mask[..., None].astype(np.float32)
         pooled = (states * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1.0, None)
         return normalize(pooled)[0]
+
+
+def _lowest_priority() -> None:
+    """Give the calling thread the lowest CPU priority (nice 19). On Linux priority is
+    per thread, so the process's other threads keep theirs; elsewhere nothing changes."""
+    if sys.platform == "linux":
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def normalize(vectors: npt.NDArray[np.floating]) -> Vectors:

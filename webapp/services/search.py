@@ -251,16 +251,16 @@ async def rank(
 
     matched = {memory_id: match(memory_id) for memory_id in rows}
     leaders = sorted(matched, key=lambda i: (-matched[i][2], -i))[:CONTEXT]
-    neighbours = await search_context.neighbours(db, [rows[i] for i in leaders], conditions)
-    missing = {n for pair in neighbours.values() for n in pair} - set(rows)
+    nearby = await search_context.neighbours(db, [rows[i] for i in leaders], conditions)
+    missing = set(nearby.rows) - set(rows)
     if missing and every is not None:
         # A neighbour joins only if it matches by itself: close enough in meaning.
         close = {i: value for i, value in every.of(missing).items() if value >= floor}
         semantic.update(close)
-        rows.update(await search_context.read_candidates(db, close, conditions))
-        matched.update({memory_id: match(memory_id) for memory_id in close if memory_id in rows})
+        rows.update({memory_id: nearby.rows[memory_id] for memory_id in close})
+        matched.update({memory_id: match(memory_id) for memory_id in close})
     best_neighbour = search_context.best_neighbour(
-        neighbours, {i: m[2] for i, m in matched.items()}
+        nearby.adjacent, {i: m[2] for i, m in matched.items()}
     )
 
     blended = {}

@@ -25,7 +25,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import anyio
 from sqlalchemy import delete, func, insert, select
@@ -128,9 +128,11 @@ def enabled() -> bool:
     return True
 
 
-async def embed_many(texts: Sequence[str]) -> list[bytes]:
-    """Packed vectors of texts, in order, computed in a worker thread."""
-    vectors = await anyio.to_thread.run_sync(embeddings.get_embedder().embed, list(texts))
+async def embed_many(texts: Sequence[str], *, background: bool = False) -> list[bytes]:
+    """Packed vectors of texts, in order, computed in worker threads (of the lowest CPU
+    priority when background)."""
+    embed = partial(embeddings.get_embedder().embed, list(texts), background=background)
+    vectors = await anyio.to_thread.run_sync(embed)
     return [embeddings.pack(vector) for vector in vectors]
 
 
@@ -159,9 +161,12 @@ async def pending(db: Database, *, user_id: int | None = None) -> int:
         return int((await session.execute(query)).scalar_one())
 
 
-async def drain(db: Database, *, batch: int = 64, user_id: int | None = None) -> int:
+async def drain(
+    db: Database, *, batch: int = 64, user_id: int | None = None, background: bool = False
+) -> int:
     """Embed the oldest `batch` queued memories (of user_id, or anyone's) and write their
-    vectors; the number written. A memory queued again meanwhile is left for later."""
+    vectors; the number written. A memory queued again meanwhile is left for later.
+    background: embed at the lowest CPU priority (embed_many)."""
     if not enabled():
         return 0
     wanted = (
@@ -176,7 +181,7 @@ async def drain(db: Database, *, batch: int = 64, user_id: int | None = None) ->
         rows = (await session.execute(wanted)).all()
     if not rows:
         return 0
-    packed = await embed_many([row.content for row in rows])
+    packed = await embed_many([row.content for row in rows], background=background)
     by_seq = {row.seq: (row, vector) for row, vector in zip(rows, packed, strict=True)}
     async with db.write() as session:
         taken = (
@@ -221,12 +226,18 @@ async def catch_up(db: Database, *, user_id: int, most: int) -> None:
         await drain(db, batch=most, user_id=user_id)
 
 
+BACKGROUND_BATCH = 8
+"""The background embedder's batch: one per core is busy, and its write transaction
+(which an upsert on SQLite waits for) stays a millisecond long."""
+
+
 async def drain_forever(db: Database, *, idle_seconds: float = 0.5) -> None:
     """The app's background embedder: drain while there is work, look again after
-    idle_seconds when there is none. Errors are logged and retried, never raised."""
+    idle_seconds when there is none; the model runs at the lowest CPU priority, so
+    requests are answered first. Errors are logged and retried, never raised."""
     while True:
         try:
-            written = await drain(db)
+            written = await drain(db, batch=BACKGROUND_BATCH, background=True)
         except (OperationalError, DBAPIError) as exc:
             log.warning("background embedding failed, retrying: %s", exc)
             written = 0
