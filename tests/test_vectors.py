@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.api_support import Agent, memory
@@ -28,6 +28,7 @@ from webapp.models import (
     MemoryCreate,
     MemoryEmbedding,
     MemoryUpdate,
+    VectorCount,
 )
 from webapp.services import memories, vectors
 from webapp.services.principal import Principal
@@ -38,6 +39,7 @@ from .factories import make_user
 _e = MemoryEmbedding.__table__.c  # type: ignore[attr-defined]
 _q = EmbeddingQueue.__table__.c  # type: ignore[attr-defined]
 _m = LongTermMemory.__table__.c  # type: ignore[attr-defined]
+_n = VectorCount.__table__.c  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -57,7 +59,8 @@ async def drain_all(database: Database) -> None:
 
 
 async def check_vectors(database: Database) -> None:
-    """After draining: one vector per memory, made of its current content; no queue."""
+    """After draining: one vector per memory, made of its current content; no queue;
+    each user's vector count as the triggers keep it is the true one."""
     await drain_all(database)
     async with database.read() as session:
         rows = (await session.execute(select(_m.id, _m.content))).all()
@@ -66,8 +69,13 @@ async def check_vectors(database: Database) -> None:
             for row in await session.execute(select(_e.memory_id, _e.vector))
         }
         queued = (await session.execute(select(_q.memory_id))).all()
+        true_counts = dict(
+            (await session.execute(select(_e.user_id, func.count()).group_by(_e.user_id))).all()
+        )
+        kept_counts = dict((await session.execute(select(_n.user_id, _n.vectors))).all())
     assert not queued
     assert set(stored) == {row.id for row in rows}
+    assert {user: n for user, n in kept_counts.items() if n} == true_counts
     if rows:
         expected = embeddings.get_embedder().embed([row.content for row in rows])
         found = embeddings.unpack_many([stored[row.id] for row in rows])
@@ -145,8 +153,8 @@ async def test_content_changed_while_embedding_is_not_given_the_old_vector(
     )
     real_embed = vectors.embed_many
 
-    async def embed_then_edit(texts: list[str]) -> list[bytes]:
-        packed = await real_embed(texts)
+    async def embed_then_edit(texts: list[str], *, background: bool = False) -> list[bytes]:
+        packed = await real_embed(texts, background=background)
         async with database.write() as session:
             await session.execute(
                 update(LongTermMemory).where(_m.id == made.memory.id).values(content="Second.")

@@ -445,3 +445,4 @@ from webapp.models_embedding import DuplicatePair as DuplicatePair  # noqa: E402
 from webapp.models_embedding import DuplicateWatermark as DuplicateWatermark  # noqa: E402
 from webapp.models_embedding import EmbeddingQueue as EmbeddingQueue  # noqa: E402
 from webapp.models_embedding import MemoryEmbedding as MemoryEmbedding  # noqa: E402
+from webapp.models_embedding import VectorCount as VectorCount  # noqa: E402

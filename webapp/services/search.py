@@ -220,6 +220,15 @@ async def _semantic(
     return nearest, floor, every
 
 
+async def _semantic_on_own_connection(
+    db: Database, request: SearchRequest, owner: int | None
+) -> tuple[dict[int, float], float, Similarities | None]:
+    """_semantic with its reads on one connection (a task of its own cannot share the
+    request's): one checkout instead of one a statement."""
+    async with db.pinned_reads():
+        return await _semantic(db, request, owner)
+
+
 async def rank(
     db: Database, *, principal: Principal, request: SearchRequest, user: str | None = None
 ) -> list[Ranked]:
@@ -227,9 +236,14 @@ async def rank(
     scores; reading them is not yet an access (count_access)."""
     now = utcnow()
     owner = await _owner(db, principal, user)
-    lexical, (semantic, floor, every) = await asyncio.gather(
-        _lexical(db, request, owner, now), _semantic(db, request, owner)
-    )
+    # The semantic part (a few small reads, then numpy) runs beside the text part, which
+    # stays in this task: on the request's own connection, whose page cache its last
+    # write left warm (SQLite empties every other connection's at each commit).
+    by_meaning = asyncio.create_task(_semantic_on_own_connection(db, request, owner))
+    try:
+        lexical = await _lexical(db, request, owner, now)
+    finally:
+        semantic, floor, every = await by_meaning
     conditions = _conditions(db, request, owner, now)
     rows = await search_context.read_candidates(db, set(lexical) | set(semantic), conditions)
     if not rows:

@@ -5,7 +5,8 @@ vectors take a few milliseconds in numpy, where reading them from the database f
 search would take ten times that. So each process keeps the vectors of the users it
 searched lately (least recently used first out, at most SEARCH_VECTOR_CACHE_ROWS
 vectors in all, 1.5 kB each) and, before each search, asks the database whether the
-user's vectors changed: their count and highest `seq` (one index range).
+user's vectors changed: their count (kept by triggers, services/vector_counts.py) and
+highest `seq`, two index probes.
 
 - Nothing changed: the cached matrix is used as it is.
 - New rows (a higher `seq`): only those are read and applied; a memory whose content
@@ -31,10 +32,11 @@ from sqlalchemy import func, select
 
 from webapp import embeddings
 from webapp.db import Database
-from webapp.models import MemoryEmbedding
+from webapp.models import MemoryEmbedding, VectorCount
 from webapp.settings import get_settings
 
 _e = MemoryEmbedding.__table__.c  # type: ignore[attr-defined]
+_count = VectorCount.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -46,10 +48,12 @@ class _UserVectors:
     row_of: dict[int, int] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, rows: list[tuple[int, int, bytes]], count: int, max_seq: int) -> _UserVectors:
+    def build(cls, rows: list[tuple[int, int, bytes]]) -> _UserVectors:
+        """From all of a user's rows, in seq order."""
         ids = np.array([memory_id for memory_id, _, _ in rows], dtype=np.int64)
         matrix = embeddings.unpack_many([vector for _, _, vector in rows])
-        return cls(ids, matrix, count, max_seq, {int(m): i for i, m in enumerate(ids)})
+        max_seq = rows[-1][1] if rows else 0
+        return cls(ids, matrix, len(rows), max_seq, {int(m): i for i, m in enumerate(ids)})
 
     def apply(self, rows: list[tuple[int, int, bytes]]) -> None:
         """Newer rows (in seq order): replace a memory's vector or append a new one."""
@@ -100,14 +104,15 @@ class VectorIndex:
     async def _current(self, db: Database, user_id: int) -> _UserVectors:
         lock = self._locks.setdefault(user_id, asyncio.Lock())
         async with lock, db.read() as session:
-            # By user only: the (user_id, seq) index answers count and max alone. Every
-            # vector is of embeddings.MODEL_ID (a new model comes with a migration that
-            # queues every memory again).
+            # Every vector is of embeddings.MODEL_ID (a new model comes with a migration
+            # that queues every memory again).
             mine = (_e.user_id == user_id,)
+            counted = select(_count.c.vectors).where(_count.c.user_id == user_id)
+            highest = select(func.max(_e.seq)).where(*mine)
             count, max_seq = (
-                await session.execute(select(func.count(), func.max(_e.seq)).where(*mine))
+                await session.execute(select(counted.scalar_subquery(), highest.scalar_subquery()))
             ).one()
-            max_seq = max_seq or 0
+            count, max_seq = count or 0, max_seq or 0
             cached = self._users.get(user_id)
             if cached is not None and (cached.count, cached.max_seq) != (count, max_seq):
                 if max_seq > cached.max_seq:
@@ -122,7 +127,7 @@ class VectorIndex:
             if cached is None:
                 everything = select(_e.memory_id, _e.seq, _e.vector).where(*mine)
                 rows = (await session.execute(everything.order_by(_e.seq))).all()
-                cached = _UserVectors.build(list(rows), count, max_seq)
+                cached = _UserVectors.build(list(rows))
         self._keep(user_id, cached)
         return cached
 
