@@ -7,12 +7,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 
 from webapp.db import Database
 from webapp.models import LongTermMemory, MemoryCreate, MemoryEmbedding
 from webapp.models import SearchRequest as Request
-from webapp.services import memories, search, vectors
+from webapp.services import memories, search, vector_index, vectors
 from webapp.services.principal import Principal
 from webapp.types import utcnow
 
@@ -203,6 +203,61 @@ async def test_the_cache_follows_every_change_to_the_vectors(
         assert (
             await session.execute(select(_e.memory_id).where(_e.memory_id == newer.id))
         ).first() is None
+
+
+async def test_the_cache_reads_in_full_only_when_it_must(
+    database: Database,
+    me: Principal,
+    facts: dict[str, LongTermMemory],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """New vectors are applied; a few removed ones are tolerated (their memories are read
+    back with the search's conditions); rows committed out of seq order, or too many
+    removed, make the cache read the user's vectors again in full."""
+    full_reads: list[int] = []
+    build = vector_index._UserVectors.build
+
+    def counting_build(*args: object) -> vector_index._UserVectors:
+        full_reads.append(1)
+        return build(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(vector_index._UserVectors, "build", counting_build)
+    monkeypatch.setattr(vector_index, "STALE_SHARE", 0.2)
+    index = vector_index.get_index()
+    query = await vectors.query_vector("what job do they have")
+    assert me.user_id is not None
+
+    async def similarity_of(memory_id: int) -> float | None:
+        return (
+            (await index.similarities(database, me.user_id, query)).of({memory_id}).get(memory_id)
+        )
+
+    nurse = facts[PARAPHRASES[4][1]].id
+    assert nurse is not None
+    assert (await similarity_of(nurse) or 0) > 0.3 and len(full_reads) == 1
+    newer = await add(database, me, "work", "Works night shifts in the emergency ward.")
+    assert newer.id is not None and await similarity_of(newer.id) is not None
+    assert len(full_reads) == 1, "a new vector is applied, not read with all the others"
+
+    async with database.write() as session:
+        seq, vector = (
+            await session.execute(select(_e.seq, _e.vector).where(_e.memory_id == nurse))
+        ).one()
+        await session.execute(delete(MemoryEmbedding).where(_e.memory_id == nurse))
+    await similarity_of(nurse)
+    assert len(full_reads) == 1, "one removed vector of 11 is tolerated"
+
+    async with database.write() as session:  # committed after a higher seq: out of order
+        await session.execute(
+            insert(MemoryEmbedding).values(
+                seq=seq, memory_id=nurse, user_id=me.user_id, model="m", vector=vector
+            )
+        )
+    assert await similarity_of(nurse) is not None and len(full_reads) == 2
+
+    async with database.write() as session:
+        await session.execute(delete(MemoryEmbedding).where(_e.user_id == me.user_id))
+    assert await similarity_of(nurse) is None and len(full_reads) == 3
 
 
 async def test_searching_twice_does_not_snowball(

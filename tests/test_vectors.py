@@ -72,7 +72,7 @@ async def check_vectors(database: Database) -> None:
         true_counts = dict(
             (await session.execute(select(_e.user_id, func.count()).group_by(_e.user_id))).all()
         )
-        kept_counts = dict((await session.execute(select(_n.user_id, _n.vectors))).all())
+        kept_counts = dict((await session.execute(select(_n.user_id, _n.added - _n.removed))).all())
     assert not queued
     assert set(stored) == {row.id for row in rows}
     assert {user: n for user, n in kept_counts.items() if n} == true_counts
@@ -257,6 +257,15 @@ def test_the_model_loads_with_no_network_and_hub_offline() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_a_text_reaches_the_model_unpadded() -> None:
+    """The model's cost grows with its input, and the tokenizer file pads to 128 tokens:
+    a one-word query must cost three tokens, not 128 (bench_embed.py measures the time)."""
+    embedder = embeddings.get_embedder()
+    assert len(embedder._tokenizer.encode("night").ids) == 3  # [CLS] night [SEP]
+    long_text = "word " * 400
+    assert len(embedder._tokenizer.encode(long_text).ids) == embeddings.MAX_TOKENS
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="thread priorities are Linux's")

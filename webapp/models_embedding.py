@@ -14,7 +14,17 @@ in memory reads the rows past the last `seq` it saw (webapp.services.vector_inde
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -125,13 +135,14 @@ class EmbeddingQueue(SQLModel, table=True):
 
 
 class VectorCount(SQLModel, table=True):
-    """How many vectors each user has, kept by triggers on memory_embedding
-    (webapp.services.vector_counts): a search checks its cached vectors against it and
-    the highest seq, where counting 50,000 rows cost 3 to 5 ms a search."""
+    """How many vectors each user ever gained and lost (their count is the difference),
+    kept by triggers on memory_embedding (webapp.services.vector_counts) for the search's
+    cache of vectors, which counting 50,000 rows cost 3 to 5 ms a search."""
 
     __tablename__ = "vector_count"
 
     user_id: int = Field(
         sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     )
-    vectors: int = Field(sa_column=Column(Integer, nullable=False))
+    added: int = Field(sa_column=Column(BigInteger, nullable=False))
+    removed: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -1,5 +1,5 @@
-"""vector_count: each user's number of vectors, kept by triggers on memory_embedding,
-so that a search checks its cached vectors without counting them.
+"""vector_count: how many vectors each user gained and lost, kept by triggers on
+memory_embedding, so that a search checks its cached vectors without counting them.
 
 Revision ID: 0012
 Revises: 0011
@@ -23,7 +23,8 @@ def upgrade() -> None:
     op.create_table(
         vector_counts.TABLE,
         sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column("vectors", sa.Integer(), nullable=False),
+        sa.Column("added", sa.BigInteger(), nullable=False),
+        sa.Column("removed", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
             ["user_id"],
             ["users.id"],

@@ -1,11 +1,14 @@
-"""Each user's number of vectors, kept in `vector_count` by triggers on memory_embedding.
+"""How many vectors each user ever gained and lost, kept in `vector_count` by triggers
+on memory_embedding.
 
-The search's cache of a user's vectors (services/vector_index.py) is current when its
-count and highest `seq` are the database's; the highest seq is one index probe, but
-counting a heavy user's 50,000 vectors cost 3 to 5 ms on every search. So the database
-keeps the count itself, whatever adds or removes a vector: the embedder, a content
-change (its trigger deletes the old vector), purge and erase (cascades), a DBA's DELETE
-or TRUNCATE. SQLite counts per row; PostgreSQL per statement, from transition tables.
+The search's cache of a user's vectors (services/vector_index.py) reads the rows past
+the highest `seq` it holds, and knows it missed none when it gained as many as the
+database did; it knows how many of its rows may be stale (a purge, an edit whose new
+vector is not made yet) from the losses. Counting a heavy user's 50,000 vectors cost 3
+to 5 ms a search; these are one row. The triggers count whatever adds or removes a
+vector: the embedder, a content change (its trigger deletes the old vector), purge and
+erase (cascades), a DBA's DELETE or TRUNCATE. SQLite counts per row; PostgreSQL per
+statement, from transition tables.
 """
 
 from __future__ import annotations
@@ -18,22 +21,22 @@ SQLITE_TRIGGERS = {
     # that fired it.
     "memory_embedding_ai_count": f"""
         CREATE TRIGGER memory_embedding_ai_count AFTER INSERT ON {_VECTORS} BEGIN
-            INSERT INTO {TABLE}(user_id, vectors) SELECT new.user_id, 0
+            INSERT INTO {TABLE}(user_id, added, removed) SELECT new.user_id, 0, 0
             WHERE NOT EXISTS (SELECT 1 FROM {TABLE} WHERE user_id = new.user_id);
-            UPDATE {TABLE} SET vectors = vectors + 1 WHERE user_id = new.user_id;
+            UPDATE {TABLE} SET added = added + 1 WHERE user_id = new.user_id;
         END""",
     "memory_embedding_ad_count": f"""
         CREATE TRIGGER memory_embedding_ad_count AFTER DELETE ON {_VECTORS} BEGIN
-            UPDATE {TABLE} SET vectors = vectors - 1 WHERE user_id = old.user_id;
+            UPDATE {TABLE} SET removed = removed + 1 WHERE user_id = old.user_id;
         END""",
 }
 POSTGRES_DDL = (
     f"""
     CREATE FUNCTION count_added_vectors() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        INSERT INTO {TABLE}(user_id, vectors)
-        SELECT user_id, count(*) FROM added GROUP BY user_id
-        ON CONFLICT (user_id) DO UPDATE SET vectors = {TABLE}.vectors + excluded.vectors;
+        INSERT INTO {TABLE}(user_id, added, removed)
+        SELECT user_id, count(*), 0 FROM added GROUP BY user_id
+        ON CONFLICT (user_id) DO UPDATE SET added = {TABLE}.added + excluded.added;
         RETURN NULL;
     END $$""",
     f"""
@@ -43,7 +46,7 @@ POSTGRES_DDL = (
     f"""
     CREATE FUNCTION count_removed_vectors() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        UPDATE {TABLE} AS c SET vectors = c.vectors - r.n
+        UPDATE {TABLE} AS c SET removed = c.removed + r.n
         FROM (SELECT user_id, count(*) AS n FROM removed GROUP BY user_id) AS r
         WHERE c.user_id = r.user_id;
         RETURN NULL;
@@ -63,8 +66,8 @@ POSTGRES_DDL = (
     FOR EACH STATEMENT EXECUTE FUNCTION forget_vector_counts()""",
 )
 COUNT_EVERYTHING = (
-    f"INSERT INTO {TABLE}(user_id, vectors) "
-    f"SELECT user_id, count(*) FROM {_VECTORS} GROUP BY user_id"
+    f"INSERT INTO {TABLE}(user_id, added, removed) "
+    f"SELECT user_id, count(*), 0 FROM {_VECTORS} GROUP BY user_id"
 )
 
 

@@ -4,20 +4,20 @@ Comparing a query with every vector of a user is one matrix-vector product: 50,0
 vectors take a few milliseconds in numpy, where reading them from the database for each
 search would take ten times that. So each process keeps the vectors of the users it
 searched lately (least recently used first out, at most SEARCH_VECTOR_CACHE_ROWS
-vectors in all, 1.5 kB each) and, before each search, asks the database whether the
-user's vectors changed: their count (kept by triggers, services/vector_counts.py) and
-highest `seq`, two index probes.
+vectors in all, 1.5 kB each) and, before each search, asks the database in one
+statement how many vectors the user ever gained and lost (`vector_count`, kept by
+triggers: services/vector_counts.py) and their highest `seq`:
 
-- Nothing changed: the cached matrix is used as it is.
-- New rows (a higher `seq`): only those are read and applied; a memory whose content
-  changed gets a new row, which replaces its old vector.
-- Anything else (a vector removed by a purge or an edit, or rows committed out of `seq`
-  order by concurrent PostgreSQL transactions): the count no longer adds up, and the
-  user's vectors are read again in full.
-
-Vectors of memories that are deleted, expired or filtered out stay in the matrix; the
-search reads its candidates back from the table with the visibility conditions, so they
-never reach a result.
+- Rows past the highest seq it holds are read and applied: a new memory's vector is
+  appended, a changed memory's new vector replaces its old one.
+- If it then gained fewer than the database did (rows committed out of `seq` order by
+  concurrent PostgreSQL transactions), the user's vectors are read again in full.
+- A removed vector (a purge, or an edit whose new vector is not made yet) stays until
+  the new one replaces it, or until more than STALE_SHARE of the user's rows may be
+  stale: then they are read again in full. A stale row costs a place among the nearest
+  at most: the search reads its candidates back from the table with the visibility
+  conditions, so a purged, deleted, expired or filtered-out memory never reaches a
+  result. (An edit replaced 50,000 vectors at the next search before.)
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import func, select
+from threadpoolctl import threadpool_limits
 
 from webapp import embeddings
 from webapp.db import Database
@@ -39,21 +40,28 @@ _e = MemoryEmbedding.__table__.c  # type: ignore[attr-defined]
 _count = VectorCount.__table__  # type: ignore[attr-defined]
 
 
+STALE_SHARE = 0.02
+
+
 @dataclass
 class _UserVectors:
     ids: npt.NDArray[np.int64]
     matrix: embeddings.Vectors
-    count: int
+    added: int
+    """Vectors the user had gained in the database when these were last brought up to date."""
+    removed: int
+    """Vectors the user had lost when these were last read in full."""
     max_seq: int
     row_of: dict[int, int] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, rows: list[tuple[int, int, bytes]]) -> _UserVectors:
-        """From all of a user's rows, in seq order."""
+    def build(cls, rows: list[tuple[int, int, bytes]], added: int, removed: int) -> _UserVectors:
+        """From all of a user's rows up to a seq, in seq order, and the counts then."""
         ids = np.array([memory_id for memory_id, _, _ in rows], dtype=np.int64)
         matrix = embeddings.unpack_many([vector for _, _, vector in rows])
         max_seq = rows[-1][1] if rows else 0
-        return cls(ids, matrix, len(rows), max_seq, {int(m): i for i, m in enumerate(ids)})
+        row_of = {int(m): i for i, m in enumerate(ids)}
+        return cls(ids, matrix, added, removed, max_seq, row_of)
 
     def apply(self, rows: list[tuple[int, int, bytes]]) -> None:
         """Newer rows (in seq order): replace a memory's vector or append a new one."""
@@ -69,9 +77,14 @@ class _UserVectors:
             else:
                 self.matrix[row] = vector
             self.max_seq = max(self.max_seq, seq)
+        self.added += len(rows)
         if appended_ids:
             self.ids = np.concatenate([self.ids, np.array(appended_ids, dtype=np.int64)])
             self.matrix = np.vstack([self.matrix, np.array(appended, dtype=np.float32)])
+
+    def too_stale(self, removed: int) -> bool:
+        """Whether more than STALE_SHARE of these rows may be of removed vectors."""
+        return removed - self.removed > STALE_SHARE * len(self.ids)
 
 
 @dataclass
@@ -106,28 +119,26 @@ class VectorIndex:
         async with lock, db.read() as session:
             # Every vector is of embeddings.MODEL_ID (a new model comes with a migration
             # that queues every memory again).
-            mine = (_e.user_id == user_id,)
-            counted = select(_count.c.vectors).where(_count.c.user_id == user_id)
-            highest = select(func.max(_e.seq)).where(*mine)
-            count, max_seq = (
-                await session.execute(select(counted.scalar_subquery(), highest.scalar_subquery()))
-            ).one()
-            count, max_seq = count or 0, max_seq or 0
-            cached = self._users.get(user_id)
-            if cached is not None and (cached.count, cached.max_seq) != (count, max_seq):
-                if max_seq > cached.max_seq:
-                    newer = select(_e.memory_id, _e.seq, _e.vector).where(
-                        *mine, _e.seq > cached.max_seq
+            mine = _e.user_id == user_id
+            tally = _count.c.user_id == user_id
+            added, removed, max_seq = (
+                await session.execute(
+                    select(
+                        select(_count.c.added).where(tally).scalar_subquery(),
+                        select(_count.c.removed).where(tally).scalar_subquery(),
+                        select(func.max(_e.seq)).where(mine).scalar_subquery(),
                     )
-                    rows = (await session.execute(newer.order_by(_e.seq))).all()
-                    cached.apply(list(rows))
-                cached.count = count
-                if len(cached.row_of) != count or cached.max_seq != max_seq:
-                    cached = None
-            if cached is None:
-                everything = select(_e.memory_id, _e.seq, _e.vector).where(*mine)
-                rows = (await session.execute(everything.order_by(_e.seq))).all()
-                cached = _UserVectors.build(list(rows))
+                )
+            ).one()
+            added, removed, max_seq = added or 0, removed or 0, max_seq or 0
+            rows = select(_e.memory_id, _e.seq, _e.vector).where(mine, _e.seq <= max_seq)
+            cached = self._users.get(user_id)
+            if cached is not None and max_seq > cached.max_seq:
+                newer = rows.where(_e.seq > cached.max_seq).order_by(_e.seq)
+                cached.apply(list((await session.execute(newer)).all()))
+            if cached is None or cached.added != added or cached.too_stale(removed):
+                everything = (await session.execute(rows.order_by(_e.seq))).all()
+                cached = _UserVectors.build(list(everything), added, removed)
         self._keep(user_id, cached)
         return cached
 
@@ -149,6 +160,15 @@ class VectorIndex:
     def forget(self) -> None:
         """Drop every cached vector (tests, and after a bulk load in this process)."""
         self._users.clear()
+
+
+def use_one_blas_thread() -> None:
+    """Let numpy's BLAS use one thread in this process (the app's). The product of a query
+    with 50,000 vectors is bound by memory, and OpenBLAS's second thread spins after it:
+    at a million rows a search cost 43-62 ms of CPU for 23-27 ms of time, and 22-34 ms
+    with one thread, no slower. (`memory-admin embed` keeps both threads for the
+    near-duplicate comparison, which they do speed up.)"""
+    threadpool_limits(limits=1, user_api="blas")
 
 
 _index: VectorIndex | None = None
