@@ -40,9 +40,11 @@ or a search across every user's memories), semantic is 0 and text alone finds.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+import anyio
 import numpy as np
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.sql.elements import ColumnElement
@@ -200,15 +202,22 @@ async def _semantic(
     every similarity of the user's vectors (None without vectors)."""
     if owner is None or not vectors.enabled():
         return {}, 1.0, None
-    # What the agent wrote a moment ago may still wait for its vector: embed it now.
-    await vectors.catch_up(db, user_id=owner, most=get_settings().search_catch_up)
     query_vector = await vectors.query_vector(request.query)
-    every = await get_index().similarities(db, owner, query_vector)
+    # What the agent wrote a moment ago may still wait for its vector: embed it now.
+    catch_up = get_settings().search_catch_up
+    every = await get_index().similarities(db, owner, query_vector, catch_up=catch_up)
+    wanted = SEMANTIC_FILTERED if request.namespace or request.tags else SEMANTIC
+    nearest, floor = await anyio.to_thread.run_sync(_nearest, every, wanted)
+    return nearest, floor, every
+
+
+def _nearest(every: Similarities, wanted: int) -> tuple[dict[int, float], float]:
+    """The wanted most similar that match by meaning (id -> similarity), and the least
+    similarity that makes a match this time."""
     ids, similarity = every.ids, every.values
     if not len(ids):
-        return {}, 1.0, every
+        return {}, 1.0
     floor = max(SEMANTIC_FLOOR, SEMANTIC_RELATIVE * float(similarity.max()))
-    wanted = SEMANTIC_FILTERED if request.namespace or request.tags else SEMANTIC
     if len(ids) > wanted:
         best = np.argpartition(-similarity, wanted)[:wanted]
         ids, similarity = ids[best], similarity[best]
@@ -217,7 +226,7 @@ async def _semantic(
         for memory_id, value in zip(ids.tolist(), similarity.tolist(), strict=True)
         if value >= floor
     }
-    return nearest, floor, every
+    return nearest, floor
 
 
 async def _semantic_on_own_connection(
@@ -245,27 +254,46 @@ async def rank(
     finally:
         semantic, floor, every = await by_meaning
     conditions = _conditions(db, request, owner, now)
-    rows = await search_context.read_candidates(db, set(lexical) | set(semantic), conditions)
-    if not rows:
-        return []
+    candidates = set(lexical) | set(semantic)
     # A text match's semantic part is its own similarity, even when it was too far in
     # meaning to be a candidate by it.
     if every is not None:
-        semantic.update(every.of(set(rows) - set(semantic)))
-    best_text = max((lexical.get(i, 0.0) for i in rows), default=0.0)
-    best_semantic = max((semantic.get(i, 0.0) for i in rows), default=0.0)
+        semantic.update(every.of(candidates - set(semantic)))
 
     def part(value: float, best: float) -> float:
         return min(1.0, max(0.0, value / best)) if best > 0 else 0.0
 
-    def match(memory_id: int) -> tuple[float, float, float]:
-        text = part(lexical.get(memory_id, 0.0), best_text)
-        meaning = part(semantic.get(memory_id, 0.0), best_semantic)
-        return text, meaning, MATCH_WEIGHTS["text"] * text + MATCH_WEIGHTS["semantic"] * meaning
+    def scorer(among: Iterable[int]) -> Callable[[int], tuple[float, float, float]]:
+        """A memory's text, semantic and match parts, relative to the best among."""
+        best_text = max((lexical.get(i, 0.0) for i in among), default=0.0)
+        best_semantic = max((semantic.get(i, 0.0) for i in among), default=0.0)
 
+        def match(memory_id: int) -> tuple[float, float, float]:
+            text = part(lexical.get(memory_id, 0.0), best_text)
+            meaning = part(semantic.get(memory_id, 0.0), best_semantic)
+            return text, meaning, MATCH_WEIGHTS["text"] * text + MATCH_WEIGHTS["semantic"] * meaning
+
+        return match
+
+    def leading(matched: dict[int, tuple[float, float, float]], count: int) -> list[int]:
+        return sorted(matched, key=lambda i: (-matched[i][2], -i))[:count]
+
+    # The leaders' neighbours are read with the candidates, for leaders guessed among
+    # all candidates (some may turn out deleted, expired or filtered out).
+    guess = scorer(candidates)
+    likely = leading({i: guess(i) for i in candidates}, CONTEXT + 2)
+    rows, next_to = await search_context.read_candidates(
+        db, candidates, conditions, likely_leaders=likely
+    )
+    if not rows:
+        return []
+    match = scorer(rows)
     matched = {memory_id: match(memory_id) for memory_id in rows}
-    leaders = sorted(matched, key=lambda i: (-matched[i][2], -i))[:CONTEXT]
-    nearby = await search_context.neighbours(db, [rows[i] for i in leaders], conditions)
+    leaders = leading(matched, CONTEXT)
+    unguessed = [leader for leader in leaders if leader not in likely]
+    if unguessed:
+        next_to += await search_context.neighbours(db, unguessed, conditions)
+    nearby = search_context.Neighbourhood.of(next_to, set(leaders))
     missing = set(nearby.rows) - set(rows)
     if missing and every is not None:
         # A neighbour joins only if it matches by itself: close enough in meaning.

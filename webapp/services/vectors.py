@@ -214,18 +214,6 @@ async def drain(
     return len(taken)
 
 
-async def catch_up(db: Database, *, user_id: int, most: int) -> None:
-    """Before a search: embed user_id's queued memories if there are at most `most` (an
-    agent's last few writes); a bigger backlog is left to the background."""
-    if not enabled():
-        return
-    waiting = select(_queue.c.seq).where(_queue.c.user_id == user_id).limit(most + 1)
-    async with db.read() as session:
-        count = len((await session.execute(waiting)).all())
-    if 0 < count <= most:
-        await drain(db, batch=most, user_id=user_id)
-
-
 BACKGROUND_BATCH = 8
 """The background embedder's batch: one per core is busy, and its write transaction
 (which an upsert on SQLite waits for) stays a millisecond long."""
