@@ -29,7 +29,9 @@ alternately in the same run:
                     then reads the candidates' neighbours), so its answer is not the
                     floor's: the check reports how many of the 10 ids they share
 
-Before timing, the hand-written ranking is checked against the API's answer (same ids,
+Before timing, it waits until the app's background embedder has given the heavy user's
+queued memories (a previous run's writes) their vectors, so that the figures are those of
+the steady state; the hand-written ranking is checked against the API's answer (same ids,
 same order), and recall's floor against the API's ids. Then throughput: upserts of
 distinct new keys from 4 concurrent keep-alive clients for --duration seconds (wrk with a
 Lua script when /usr/bin/wrk is there, and async httpx), requests/s with the CPU the
@@ -659,6 +661,25 @@ async def measure_throughput(
 # --- one database ------------------------------------------------------------------------
 
 
+async def wait_for_vectors(raw: Raw, user_id: int, timeout: float = 900.0) -> None:
+    """Let the app's background embedder give the user's queued memories (a previous
+    run's writes, say) their vectors before timing: the figures are of the steady state,
+    not of requests sharing the two cores with the model."""
+    started = time.perf_counter()
+    waiting = "SELECT count(*) FROM embedding_queue WHERE user_id = ?"
+    first = (await raw.fetch(waiting, user_id))[0][0]
+    left = first
+    while left and time.perf_counter() - started < timeout:
+        await asyncio.sleep(1.0)
+        left = (await raw.fetch(waiting, user_id))[0][0]
+    if first:
+        print(
+            f"  waited {time.perf_counter() - started:.0f} s for the app to embed {first - left}"
+            f" of {first} queued memories of the user ({left} left)",
+            flush=True,
+        )
+
+
 async def run_api(
     name: str, raw: Raw, server: Server, token: Token, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -667,6 +688,7 @@ async def run_api(
     run = uuid.uuid4().hex[:8]
     try:
         params: Params = await choose_params(raw, 1)
+        await wait_for_vectors(raw, params.user_id)
         floor = Floor(raw, params.user_id, token)
         keys = await recall_keys(raw, params.user_id, args.warmup + args.runs)
         print(

@@ -4,6 +4,8 @@ model never reaches for a network."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -257,6 +259,39 @@ def test_the_model_loads_with_no_network_and_hub_offline() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+async def test_the_background_embedder_keeps_moving_under_steady_traffic(
+    database: Database, me: Principal
+) -> None:
+    """With requests never pausing, the app's embedder still works, a little at a time."""
+
+    class NeverQuiet:
+        batches = 0
+
+        async def quiet(self) -> bool:
+            self.batches += 1
+            await asyncio.sleep(0)
+            return False
+
+    for number in range(5):
+        await memories.remember(
+            database,
+            principal=me,
+            data=MemoryCreate(namespace="n", key=f"k{number}", content=f"Fact number {number}."),
+        )
+    busy = NeverQuiet()
+    embedder = asyncio.create_task(vectors.drain_forever(database, yield_to=busy))
+    try:
+        async with asyncio.timeout(60):
+            while await queued_ids(database):
+                await asyncio.sleep(0.05)
+    finally:
+        embedder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await embedder
+    assert busy.batches >= 5 // vectors.BUSY_BATCH
+    await check_vectors(database)
 
 
 def test_a_text_reaches_the_model_unpadded() -> None:

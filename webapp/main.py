@@ -32,6 +32,7 @@ from webapp.services.cursors import CursorSigner
 from webapp.services.fulltext_language import mismatch_message
 from webapp.services.health import database_status
 from webapp.settings import Settings, get_settings
+from webapp.traffic import Traffic
 from webapp.web import mount_admin_app
 from webapp.web.filters import describe_problem
 from webapp.web.render import error_response, is_api
@@ -41,11 +42,11 @@ from webapp.web.templating import AppEnvironment
 logger = logging.getLogger("memory_admin")
 
 
-async def _embed_in_background(db: Database) -> None:
+async def _embed_in_background(db: Database, traffic: Traffic) -> None:
     """Give new and edited memories their vectors (webapp.services.vectors); the model
     loads in a thread, so the app answers at once."""
     if await anyio.to_thread.run_sync(vectors.enabled):
-        await vectors.drain_forever(db)
+        await vectors.drain_forever(db, yield_to=traffic)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,13 +59,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # upserts in SQLite's busy handler, which sleeps up to 100 ms a try (4 clients
     # upserting: 26/s, p99 4.5 s).
     db = Database(engine, search_language=settings.search_language)
+    traffic = Traffic()
     vector_index.use_one_blas_thread()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         embedder = None
         if settings.background_embedding:
-            embedder = asyncio.create_task(_embed_in_background(db))
+            embedder = asyncio.create_task(_embed_in_background(db, traffic))
         yield
         if embedder is not None:
             embedder.cancel()
@@ -96,7 +98,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mount_admin_app(app, settings, secret_key)
     mount_api(app)
     app.add_middleware(
-        RequestScope, database=app.state.db, content_max_bytes=settings.content_max_bytes
+        RequestScope,
+        database=app.state.db,
+        content_max_bytes=settings.content_max_bytes,
+        traffic=traffic,
     )
 
     @app.get("/healthz", name="healthz", include_in_schema=False)

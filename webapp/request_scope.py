@@ -12,26 +12,35 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webapp.db import Database
+from webapp.traffic import Traffic
 from webapp.validation import content_limit
 
 
 class RequestScope:
     """ASGI middleware: each HTTP request's read sessions share one connection
-    (Database.pinned_reads), handed back once the response is sent, and its input is
-    validated with this app's CONTENT_MAX_BYTES (one layer for both: each costs a call)."""
+    (Database.pinned_reads), handed back once the response is sent, its input is
+    validated with this app's CONTENT_MAX_BYTES, and it counts in the app's Traffic (one
+    layer for all three: each costs a call)."""
 
-    def __init__(self, app: ASGIApp, *, database: Database, content_max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, database: Database, content_max_bytes: int, traffic: Traffic
+    ) -> None:
         self.app = app
         self.database = database
         self.content_max_bytes = content_max_bytes
+        self.traffic = traffic
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        with content_limit(self.content_max_bytes):
-            async with self.database.pinned_reads():
-                await self.app(scope, receive, send)
+        self.traffic.started()
+        try:
+            with content_limit(self.content_max_bytes):
+                async with self.database.pinned_reads():
+                    await self.app(scope, receive, send)
+        finally:
+            self.traffic.ended()
 
 
 def database(request: Request) -> Database:

@@ -26,6 +26,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from functools import lru_cache, partial
+from typing import Protocol
 
 import anyio
 from sqlalchemy import delete, func, insert, select
@@ -215,17 +216,34 @@ async def drain(
 
 
 BACKGROUND_BATCH = 8
-"""The background embedder's batch: one per core is busy, and its write transaction
-(which an upsert on SQLite waits for) stays a millisecond long."""
+"""The background embedder's batch when no request is in flight: one text per core at a
+time, and its write transaction (which an upsert on SQLite waits for) stays a
+millisecond long."""
+BUSY_BATCH = 2
+"""Its batch under steady traffic (no pause in the requests for two seconds): one text
+per core, about 25 ms, so it keeps moving while requests rarely meet it."""
 
 
-async def drain_forever(db: Database, *, idle_seconds: float = 0.5) -> None:
+class Yield(Protocol):
+    """What the background embedder waits for before each batch (webapp.traffic.Traffic):
+    True when the app is quiet, False when it gave up waiting."""
+
+    async def quiet(self) -> bool: ...
+
+
+async def drain_forever(
+    db: Database, *, idle_seconds: float = 0.5, yield_to: Yield | None = None
+) -> None:
     """The app's background embedder: drain while there is work, look again after
-    idle_seconds when there is none; the model runs at the lowest CPU priority, so
-    requests are answered first. Errors are logged and retried, never raised."""
+    idle_seconds when there is none. The model runs at the lowest CPU priority, and
+    between requests (yield_to): requests are answered first. Errors are logged and
+    retried, never raised."""
     while True:
+        batch = BACKGROUND_BATCH
+        if yield_to is not None and not await yield_to.quiet():
+            batch = BUSY_BATCH
         try:
-            written = await drain(db, batch=BACKGROUND_BATCH, background=True)
+            written = await drain(db, batch=batch, background=True)
         except (OperationalError, DBAPIError) as exc:
             log.warning("background embedding failed, retrying: %s", exc)
             written = 0
