@@ -44,7 +44,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-import anyio
 import numpy as np
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.sql.elements import ColumnElement
@@ -190,7 +189,7 @@ async def _lexical(
         .order_by(relevance.desc(), _c.id.desc())
         .limit(LEXICAL)
     )
-    async with db.read() as session:
+    async with db.read_connection() as session:
         return {row.id: float(row.relevance) for row in await session.execute(query)}
 
 
@@ -207,7 +206,7 @@ async def _semantic(
     catch_up = get_settings().search_catch_up
     every = await get_index().similarities(db, owner, query_vector, catch_up=catch_up)
     wanted = SEMANTIC_FILTERED if request.namespace or request.tags else SEMANTIC
-    nearest, floor = await anyio.to_thread.run_sync(_nearest, every, wanted)
+    nearest, floor = _nearest(every, wanted)
     return nearest, floor, every
 
 

@@ -88,7 +88,7 @@ async def _read(db: Database, parts: list[Select[Any]]) -> list[Row[Any]]:
     if not parts:
         return []
     statement = parts[0] if len(parts) == 1 else union_all(*parts)
-    async with db.read() as session:
+    async with db.read_connection() as session:
         return list((await session.execute(statement)).all())
 
 
