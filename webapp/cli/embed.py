@@ -34,7 +34,7 @@ def embed(username: str | None, batch: int) -> None:
     progress. Each batch is committed on its own: stopped, it goes on where it left off.
     """
 
-    async def work(db: Database, _settings: Settings) -> tuple[int, float]:
+    async def work(db: Database, _settings: Settings) -> tuple[int, float, float]:
         if not vectors.enabled():
             raise InvalidInput(
                 "semantic search is off (SEMANTIC_SEARCH=false, or the model's packages are "
@@ -51,15 +51,19 @@ def embed(username: str | None, batch: int) -> None:
                 done += written
                 if advance is not None:
                     advance(written)
+        embedded = time.perf_counter()
         # The near-duplicate pairs of the new vectors, now rather than at the first visit
         # of /duplicates.
         for owner in await duplicates.users_with_vectors(db) if user_id is None else [user_id]:
             await duplicates.refresh(db, owner)
-        return done, time.perf_counter() - started
+        return done, embedded - started, time.perf_counter() - embedded
 
-    done, seconds = run_with_db(work)
+    done, seconds, pairing = run_with_db(work)
     rate = done / seconds if seconds > 0 else 0.0
-    click.echo(f"Embedded {done} memories in {seconds:.1f} s ({rate:,.1f}/s).")
+    click.echo(
+        f"Embedded {done} memories in {seconds:.1f} s ({rate:,.1f}/s); "
+        f"near-duplicate pairs brought up to date in {pairing:.1f} s."
+    )
 
 
 def _progress_bar(total: int) -> AbstractContextManager[Callable[[int], Any] | None]:
