@@ -173,7 +173,7 @@ def test_threshold_parsing() -> None:
             duplicates.parse_threshold(bad)
 
 
-async def test_concurrent_refreshes_write_each_pair_once(
+async def test_concurrent_refreshes_write_the_forest_once(
     db: AsyncEngine, session: AsyncSession
 ) -> None:
     database = Database(db)
@@ -184,4 +184,5 @@ async def test_concurrent_refreshes_write_each_pair_once(
     await asyncio.gather(*(duplicates.refresh(database, alice.id) for _ in range(3)))
     async with database.read() as s:
         pairs = (await s.execute(select(DuplicatePair.a, DuplicatePair.b))).all()  # type: ignore[call-overload]
-    assert len(pairs) == 3
+    # Three alike memories: a forest of two pairs joins them (not all three pairs).
+    assert len(pairs) == 2 and len(set(pairs)) == 2

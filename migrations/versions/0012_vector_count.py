@@ -1,5 +1,8 @@
 """vector_count: how many vectors each user gained and lost, kept by triggers on
 memory_embedding, so that a search checks its cached vectors without counting them.
+duplicate_pair now holds a spanning forest of the similar pairs, not all of them: the
+pairs and watermarks of 0011 are dropped, and each user's forest is made at the next
+refresh (`memory-admin embed`, or the first visit of /duplicates).
 
 Revision ID: 0012
 Revises: 0011
@@ -36,6 +39,11 @@ def upgrade() -> None:
     op.execute(vector_counts.COUNT_EVERYTHING)
     for statement in vector_counts.create_statements(op.get_context().dialect.name):
         op.execute(statement)
+    # TRUNCATE gives PostgreSQL its space back (millions of pairs); SQLite's DELETE
+    # without a WHERE does the same.
+    verb = "TRUNCATE" if op.get_context().dialect.name == "postgresql" else "DELETE FROM"
+    op.execute(f"{verb} duplicate_pair")
+    op.execute(f"{verb} duplicate_watermark")
 
 
 def downgrade() -> None:
