@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 import numpy as np
-from sqlalchemy import and_, delete, func, insert, or_, select, tuple_, union
+from sqlalchemy import delete, func, insert, select, tuple_, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp import embeddings
@@ -37,9 +37,11 @@ from webapp.models import (
     EventAction,
     LongTermMemory,
     MemoryEmbedding,
+    VectorCount,
 )
 from webapp.services import duplicate_forest, events
 from webapp.services.bulk import StalePreview, fingerprint
+from webapp.services.filters import state_condition
 from webapp.services.principal import Principal
 from webapp.types import utcnow
 
@@ -104,10 +106,14 @@ class Group:
 
 
 async def users_with_vectors(db: Database) -> list[int]:
-    """Every user who has a vector, for a refresh of them all (`memory-admin embed`)."""
+    """Every user who has a vector, for a refresh of them all (`memory-admin embed`):
+    from the counts the triggers keep, not a pass over every vector."""
+    counts = VectorCount.__table__.c  # type: ignore[attr-defined]
     async with db.read() as session:
-        found = await session.execute(select(_vectors.c.user_id).distinct())
-        return sorted(found.scalars().all())
+        found = await session.execute(
+            select(counts.user_id).where(counts.added > counts.removed).order_by(counts.user_id)
+        )
+        return list(found.scalars().all())
 
 
 async def refresh(db: Database, user_id: int) -> int:
@@ -178,13 +184,6 @@ async def _set_mark(session: AsyncSession, user_id: int, seq: int, exists: bool)
         await session.execute(insert(_marks).values(user_id=user_id, seq=seq))
 
 
-def _active(table: Any, now: datetime) -> Any:
-    return and_(
-        table.c.is_deleted.is_(False),
-        or_(table.c.expires_at.is_(None), table.c.expires_at > now),
-    )
-
-
 async def groups(db: Database, user_id: int, threshold: float) -> list[Group]:
     """The user's MAX_GROUPS largest groups at threshold, dismissed ones left out."""
     await refresh(db, user_id)
@@ -204,10 +203,8 @@ async def groups(db: Database, user_id: int, threshold: float) -> list[Group]:
         # instead read all of the heaviest user's rows (0.3 s on PostgreSQL at 0.80).
         mine = _memories.c.user_id == user_id
         out = union(
-            select(_memories.c.id).where(mine, _memories.c.is_deleted.is_(True)),
-            select(_memories.c.id).where(
-                mine, _memories.c.is_deleted.is_(False), _memories.c.expires_at <= now
-            ),
+            select(_memories.c.id).where(mine, state_condition("deleted", now=now)),
+            select(_memories.c.id).where(mine, state_condition("expired", now=now)),
             select(_queue.c.memory_id).where(_queue.c.user_id == user_id),
         )
         dead = set((await session.execute(out)).scalars())
@@ -282,7 +279,7 @@ async def _members(session: AsyncSession, user_id: int, ids: Sequence[int]) -> l
         .where(
             _memories.c.id.in_(sorted(set(ids))),
             _memories.c.user_id == user_id,
-            _active(_memories, utcnow()),
+            state_condition("active", now=utcnow()),
         )
         .order_by(_memories.c.id)
     )
@@ -344,16 +341,13 @@ async def merge(
                 continue
             before = events.snapshot(member)
             member.is_deleted, member.deleted_at = True, now
-            changes: dict[str, Any] = events.diff(before, events.snapshot(member))
-            changes["merged_into"] = keep
-            member.version += 1
-            member.updated_at = now
-            events.record(
+            events.record_change(
                 session,
                 memory=member,
+                before=before,
                 principal=principal,
                 action=EventAction.delete,
-                changes=changes,
                 now=now,
+                noting={"merged_into": keep},
             )
     return keep

@@ -48,15 +48,18 @@ def record_change(
     principal: Principal,
     action: EventAction,
     now: datetime,
+    noting: dict[str, Any] | None = None,
 ) -> bool:
     """If memory differs from its snapshot `before`, count it as an edit and audit it.
 
-    An edit bumps version and updated_at and records one event with the field diff;
-    an edit that changed nothing leaves the memory and the trail alone. True if changed.
+    An edit bumps version and updated_at and records one event with the field diff (and
+    `noting`, say the memory a merge kept); an edit that changed nothing leaves the
+    memory and the trail alone. True if changed.
     """
     changes = diff(before, snapshot(memory))
     if not changes:
         return False
+    changes.update(noting or {})
     memory.version += 1
     memory.updated_at = now
     record(session, memory=memory, principal=principal, action=action, changes=changes, now=now)

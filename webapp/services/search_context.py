@@ -15,16 +15,18 @@ from sqlalchemy.sql.elements import ColumnElement
 from webapp.db import Database
 from webapp.models import LongTermMemory
 
-_c = LongTermMemory.__table__.c  # type: ignore[attr-defined]
-_leader = LongTermMemory.__table__.alias("leader_row")  # type: ignore[attr-defined]
-_neighbour = LongTermMemory.__table__.alias("neighbour_row")  # type: ignore[attr-defined]
+_memories = LongTermMemory.__table__  # type: ignore[attr-defined]
+_c = _memories.c
+_leader = _memories.alias("leader_row")
+_neighbour = _memories.alias("neighbour_row")
 _BATCH = 500
 
 
-def _ranking_columns() -> tuple[ColumnElement[Any], ...]:
+def _ranking_columns(table: Any = _memories) -> tuple[ColumnElement[Any], ...]:
     """What ranking needs of each candidate (owner, namespace, importance, last write,
-    reads)."""
-    return (_c.id, _c.user_id, _c.namespace, _c.importance, _c.updated_at, _c.access_count)
+    reads), of the memory table or an alias of it."""
+    c = table.c
+    return (c.id, c.user_id, c.namespace, c.importance, c.updated_at, c.access_count)
 
 
 def _candidate_parts(
@@ -76,11 +78,10 @@ def _neighbour_parts(
         .where(_leader.c.id.in_(sorted(leaders)))
         .subquery("pairs")
     )
-    _n = _neighbour.c
     return [
-        select(_n.id, _n.user_id, _n.namespace, _n.importance, _n.updated_at, _n.access_count)
-        .add_columns(pairs.c.leader)
-        .join_from(pairs, _neighbour, _n.id.in_([pairs.c.before, pairs.c.after]))
+        select(*_ranking_columns(_neighbour), pairs.c.leader).join_from(
+            pairs, _neighbour, _neighbour.c.id.in_([pairs.c.before, pairs.c.after])
+        )
     ]
 
 

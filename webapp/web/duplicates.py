@@ -85,6 +85,21 @@ def _text(form: Any, name: str) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
+async def _group_form(
+    request: Request, db: DatabaseDep, visitor: Visitor
+) -> tuple[Any, str | None, int, float]:
+    """A posted group form: the form, whose group it is (name and id) and the threshold
+    of the page to go back to."""
+    form = await request.form()
+    user = _text(form, "user")
+    return (
+        form,
+        user,
+        await _owner(db, visitor, user),
+        duplicates.parse_threshold(_text(form, "threshold")),
+    )
+
+
 async def _preview(
     request: Request,
     db: DatabaseDep,
@@ -114,10 +129,7 @@ async def merge_preview(request: Request, db: DatabaseDep, visitor: CheckedVisit
 @router.post("/duplicates/merge/apply", name="duplicates_merge_apply")
 async def merge_apply(request: Request, db: DatabaseDep, visitor: CheckedVisitor) -> Response:
     """Keep the chosen memory, soft-delete the others; a stale preview is shown again."""
-    form = await request.form()
-    user = _text(form, "user")
-    user_id = await _owner(db, visitor, user)
-    threshold = duplicates.parse_threshold(_text(form, "threshold"))
+    form, user, user_id, threshold = await _group_form(request, db, visitor)
     try:
         kept = await duplicates.merge(
             db,
@@ -137,9 +149,6 @@ async def merge_apply(request: Request, db: DatabaseDep, visitor: CheckedVisitor
 @router.post("/duplicates/dismiss", name="duplicates_dismiss")
 async def dismiss(request: Request, db: DatabaseDep, visitor: CheckedVisitor) -> Response:
     """Stop showing a group until it gains a member."""
-    form = await request.form()
-    user = _text(form, "user")
-    user_id = await _owner(db, visitor, user)
-    threshold = duplicates.parse_threshold(_text(form, "threshold"))
+    form, user, user_id, threshold = await _group_form(request, db, visitor)
     await duplicates.dismiss(db, user_id, _ids(form))
     return redirect(request, _page_url(request, user, threshold), message="Group dismissed.")
