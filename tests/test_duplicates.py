@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 import pytest
@@ -186,3 +187,36 @@ async def test_concurrent_refreshes_write_the_forest_once(
         pairs = (await s.execute(select(DuplicatePair.a, DuplicatePair.b))).all()  # type: ignore[call-overload]
     # Three alike memories: a forest of two pairs joins them (not all three pairs).
     assert len(pairs) == 2 and len(set(pairs)) == 2
+
+
+async def test_the_embedder_refreshes_the_forest_when_its_queue_is_empty(
+    db: AsyncEngine, session: AsyncSession
+) -> None:
+    """What `drain_forever(when_done=...)` runs in the app: the forests of the users
+    whose vectors were written since, so the page finds nothing new to compare."""
+    database = Database(db)
+    alice = await make_user(session)
+    start = await duplicates.refresh_since(database, None)
+    await memories_of(session, alice, [TEA, TEA_2, PARIS])
+    done = asyncio.Event()
+
+    async def when_done() -> None:
+        nonlocal start
+        start = await duplicates.refresh_since(database, start)
+        done.set()
+
+    embedder = asyncio.create_task(
+        vectors.drain_forever(database, idle_seconds=0.01, when_done=when_done)
+    )
+    try:
+        async with asyncio.timeout(60):
+            await done.wait()
+    finally:
+        embedder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await embedder
+    async with database.read() as s:
+        pairs = (await s.execute(select(DuplicatePair.a, DuplicatePair.b))).all()  # type: ignore[call-overload]
+    assert len(pairs) == 1, "the two teas are paired without a page view"
+    assert alice.id is not None
+    assert len(await duplicates.groups(database, alice.id, 0.90, refresh_first=False)) == 1

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, insert, select, update
 
+from webapp import embeddings
 from webapp.db import Database
 from webapp.models import LongTermMemory, MemoryCreate, MemoryEmbedding
 from webapp.models import SearchRequest as Request
@@ -205,23 +206,30 @@ async def test_the_cache_follows_every_change_to_the_vectors(
         ).first() is None
 
 
+@pytest.fixture
+def full_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One item for each time the vector cache reads a user's vectors in full."""
+    reads: list[int] = []
+    build = vector_index._UserVectors.build
+
+    def counting_build(*args: object) -> vector_index._UserVectors:
+        reads.append(1)
+        return build(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(vector_index._UserVectors, "build", counting_build)
+    return reads
+
+
 async def test_the_cache_reads_in_full_only_when_it_must(
     database: Database,
     me: Principal,
     facts: dict[str, LongTermMemory],
+    full_reads: list[int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """New vectors are applied; a few removed ones are tolerated (their memories are read
     back with the search's conditions); rows committed out of seq order, or too many
     removed, make the cache read the user's vectors again in full."""
-    full_reads: list[int] = []
-    build = vector_index._UserVectors.build
-
-    def counting_build(*args: object) -> vector_index._UserVectors:
-        full_reads.append(1)
-        return build(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(vector_index._UserVectors, "build", counting_build)
     monkeypatch.setattr(vector_index, "STALE_SHARE", 0.2)
     index = vector_index.get_index()
     query = await vectors.query_vector("what job do they have")
@@ -258,6 +266,44 @@ async def test_the_cache_reads_in_full_only_when_it_must(
     async with database.write() as session:
         await session.execute(delete(MemoryEmbedding).where(_e.user_id == me.user_id))
     assert await similarity_of(nurse) is None and len(full_reads) == 3
+
+
+async def test_the_snapshot_holds_exactly_the_users_vectors(
+    database: Database,
+    me: Principal,
+    facts: dict[str, LongTermMemory],
+    full_reads: list[int],
+) -> None:
+    """The near-duplicate forest's vectors come from the cache: a replaced vector (an
+    edit, embedded again) is applied without a full read, a removed one is never in it."""
+    index = vector_index.get_index()
+    assert me.user_id is not None
+
+    async def stored() -> dict[int, bytes]:
+        async with database.read() as session:
+            rows = await session.execute(
+                select(_e.memory_id, _e.vector).where(_e.user_id == me.user_id)
+            )
+            return dict(rows.all())
+
+    async def check_exact() -> None:
+        ids, matrix = await index.snapshot(database, me.user_id)  # type: ignore[arg-type]
+        expected = await stored()
+        assert sorted(ids.tolist()) == sorted(expected)
+        for memory_id, row in zip(ids.tolist(), matrix, strict=True):
+            assert row.tolist() == embeddings.unpack_many([expected[memory_id]])[0].tolist()
+
+    await check_exact()
+    assert len(full_reads) == 1
+    nurse = facts[PARAPHRASES[4][1]]
+    await add(database, me, nurse.key, "Works as a vet at the zoo.")
+    await check_exact()
+    assert len(full_reads) == 1, "a replaced vector accounts for its removal"
+
+    async with database.write() as session:
+        await session.execute(delete(MemoryEmbedding).where(_e.memory_id == nurse.id))
+    await check_exact()
+    assert len(full_reads) == 2, "a removed vector that nothing replaced: read in full"
 
 
 async def test_searching_twice_does_not_snowball(

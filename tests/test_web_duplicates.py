@@ -101,3 +101,23 @@ async def test_dismiss_and_another_users_ids(
     assert (await visitor.post("/duplicates/dismiss", ours, csrf=False)).status_code == 403
     assert (await visitor.post("/duplicates/dismiss", ours)).status_code == 303
     assert parse(await visitor.get("/duplicates")).select(".dup-group") == []
+
+
+async def test_while_memories_wait_the_page_says_so_and_keeps_the_last_groups(
+    db: AsyncEngine, session: AsyncSession, visitor: Visitor
+) -> None:
+    """The background embedder refreshes the forest once the queue is empty; until then
+    the page shows the groups as they were and how many memories wait."""
+    alice, _ = await _people(db, session)
+    await visitor.log_in("alice")
+    assert len(parse(await visitor.get("/duplicates")).select(".dup-group")) == 1
+    await make_memory(session, user=alice, key="paris2", content=PARIS)
+    page = parse(await visitor.get("/duplicates"))
+    assert "1 memory waits for its vector" in page.select_one(".alert.waiting").get_text()  # type: ignore[union-attr]
+    assert len(page.select(".dup-group")) == 1, "the new memory has no vector yet"
+
+    database = Database(db)
+    assert await vectors.drain(database) == 1
+    page = parse(await visitor.get("/duplicates"))
+    assert page.select_one(".alert.waiting") is None
+    assert len(page.select(".dup-group")) == 2, "the queue is empty: the page refreshes"

@@ -64,9 +64,19 @@ async def show_duplicates(
         chooser = {"owners": owners, "user": None, "threshold": chosen}
         return render(request, "duplicates/index.html", chooser)
     user_id = await _owner(db, visitor, user)
-    found = await duplicates.groups(db, user_id, chosen)
+    # While some of the user's memories wait for their vectors, the background embedder
+    # is working on them and refreshes the forest when it is done: the page shows the
+    # groups as of the last refresh instead of comparing each new vector itself, and
+    # does not wait for a refresh under way.
+    waiting = await duplicates.waiting_for_vectors(db, user_id)
+    refreshing = duplicates.refreshing(user_id)
+    found = await duplicates.groups(
+        db, user_id, chosen, refresh_first=not waiting and not refreshing
+    )
     context: dict[str, Any] = {
         "groups": found,
+        "waiting": waiting,
+        "refreshing": refreshing,
         "user": user,
         "threshold": chosen,
         "minimum": duplicates.MIN_THRESHOLD,
