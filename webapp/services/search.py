@@ -51,7 +51,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from webapp.db import Database
 from webapp.errors import NotFound
 from webapp.models import LongTermMemory, SearchRequest
-from webapp.services import fulltext, search_context, vectors
+from webapp.services import common_words, fulltext, search_context, vectors
 from webapp.services.filters import namespace_condition, state_condition, tags_condition
 from webapp.services.memories import count_access
 from webapp.services.plan import Plan, no_index
@@ -103,11 +103,10 @@ class Ranked:
 
 
 def _relevance(
-    query: str, dialect: str, language: SearchLanguage, owner: int | None
+    terms: list[fulltext.Term], dialect: str, language: SearchLanguage, owner: int | None
 ) -> tuple[ColumnElement[float], list[ColumnElement[bool]]]:
     """Text relevance (higher is better) and the conditions that make it computable; they
     ask the index for owner's memories only (see fulltext.OWNER_PREFIX)."""
-    terms = fulltext.parse_terms(query, language)
     if dialect == "postgresql":
         # Ranked by the words only: the owner word is a filter, not relevance.
         relevance = func.ts_rank(
@@ -179,8 +178,15 @@ def _conditions(
 async def _lexical(
     db: Database, request: SearchRequest, owner: int | None, now: datetime
 ) -> dict[int, float]:
-    """The LEXICAL best text matches: id -> relevance."""
-    relevance, match = _relevance(request.query, db.dialect, db.search_language, owner)
+    """The LEXICAL best text matches: id -> relevance. Words too common among a heavy
+    user's memories are left to the semantic part (services/common_words.py)."""
+    terms = fulltext.parse_terms(request.query, db.search_language)
+    if owner is not None and vectors.enabled():
+        catch_up = get_settings().search_catch_up
+        terms = await common_words.selective_terms(db, terms, owner, catch_up=catch_up)
+        if not terms:
+            return {}
+    relevance, match = _relevance(terms, db.dialect, db.search_language, owner)
     query = select(_c.id, relevance.label("relevance"))
     if db.dialect == "sqlite":
         query = query.select_from(fulltext.fts_table)
