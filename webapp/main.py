@@ -47,7 +47,10 @@ async def _embed_in_background(db: Database, traffic: Traffic) -> None:
     loads in a thread, so the app answers at once."""
     if await anyio.to_thread.run_sync(vectors.enabled):
         # Vectors written before the app started are compared at the page's next visit.
-        compared_up_to = await duplicates.refresh_since(db, None)
+        # The database may be down now: then the first empty queue only sets the mark.
+        compared_up_to: int | None = None
+        with contextlib.suppress(OperationalError, DBAPIError):
+            compared_up_to = await duplicates.refresh_since(db, None)
 
         async def refresh_duplicates() -> None:
             nonlocal compared_up_to
