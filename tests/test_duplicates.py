@@ -8,15 +8,18 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.factories import make_memory, make_user
+from webapp import main
 from webapp.db import Database
 from webapp.errors import InvalidInput
 from webapp.models import DuplicatePair, LongTermMemory, MemoryEvent, User
 from webapp.services import duplicates, vectors
 from webapp.services.bulk import StalePreview
 from webapp.services.principal import Principal
+from webapp.traffic import Traffic
 from webapp.types import utcnow
 
 pytestmark = pytest.mark.skipif(not vectors.enabled(), reason="the embedding model is missing")
@@ -220,3 +223,23 @@ async def test_the_embedder_refreshes_the_forest_when_its_queue_is_empty(
     assert len(pairs) == 1, "the two teas are paired without a page view"
     assert alice.id is not None
     assert len(await duplicates.groups(database, alice.id, 0.90, refresh_first=False)) == 1
+
+
+async def test_the_embedder_starts_even_when_the_database_is_down(
+    db: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app's background task reads its first mark from the database; an error there
+    must not end the task (no memory would get a vector)."""
+
+    async def down(*_: object) -> int:
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    started: list[object] = []
+
+    async def drain_forever(*_: object, **options: object) -> None:
+        started.append(options["when_done"])
+
+    monkeypatch.setattr(duplicates, "refresh_since", down)
+    monkeypatch.setattr(vectors, "drain_forever", drain_forever)
+    await main._embed_in_background(Database(db), Traffic())
+    assert len(started) == 1
