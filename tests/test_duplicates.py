@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.factories import make_memory, make_user
-from webapp import main
 from webapp.db import Database
 from webapp.errors import InvalidInput
 from webapp.models import DuplicatePair, LongTermMemory, MemoryEvent, User
 from webapp.services import duplicates, vectors
 from webapp.services.bulk import StalePreview
 from webapp.services.principal import Principal
-from webapp.traffic import Traffic
 from webapp.types import utcnow
 
 pytestmark = pytest.mark.skipif(not vectors.enabled(), reason="the embedding model is missing")
@@ -190,56 +186,3 @@ async def test_concurrent_refreshes_write_the_forest_once(
         pairs = (await s.execute(select(DuplicatePair.a, DuplicatePair.b))).all()  # type: ignore[call-overload]
     # Three alike memories: a forest of two pairs joins them (not all three pairs).
     assert len(pairs) == 2 and len(set(pairs)) == 2
-
-
-async def test_the_embedder_refreshes_the_forest_when_its_queue_is_empty(
-    db: AsyncEngine, session: AsyncSession
-) -> None:
-    """What `drain_forever(when_done=...)` runs in the app: the forests of the users
-    whose vectors were written since, so the page finds nothing new to compare."""
-    database = Database(db)
-    alice = await make_user(session)
-    start = await duplicates.refresh_since(database, None)
-    await memories_of(session, alice, [TEA, TEA_2, PARIS])
-    done = asyncio.Event()
-
-    async def when_done() -> None:
-        nonlocal start
-        start = await duplicates.refresh_since(database, start)
-        done.set()
-
-    embedder = asyncio.create_task(
-        vectors.drain_forever(database, idle_seconds=0.01, when_done=when_done)
-    )
-    try:
-        async with asyncio.timeout(60):
-            await done.wait()
-    finally:
-        embedder.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await embedder
-    async with database.read() as s:
-        pairs = (await s.execute(select(DuplicatePair.a, DuplicatePair.b))).all()  # type: ignore[call-overload]
-    assert len(pairs) == 1, "the two teas are paired without a page view"
-    assert alice.id is not None
-    assert len(await duplicates.groups(database, alice.id, 0.90, refresh_first=False)) == 1
-
-
-async def test_the_embedder_starts_even_when_the_database_is_down(
-    db: AsyncEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The app's background task reads its first mark from the database; an error there
-    must not end the task (no memory would get a vector)."""
-
-    async def down(*_: object) -> int:
-        raise OperationalError("SELECT", {}, Exception("connection refused"))
-
-    started: list[object] = []
-
-    async def drain_forever(*_: object, **options: object) -> None:
-        started.append(options["when_done"])
-
-    monkeypatch.setattr(duplicates, "refresh_since", down)
-    monkeypatch.setattr(vectors, "drain_forever", drain_forever)
-    await main._embed_in_background(Database(db), Traffic())
-    assert len(started) == 1

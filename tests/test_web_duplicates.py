@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -11,7 +13,7 @@ from tests.test_duplicates import PARIS, TEA, TEA_2, embed
 from tests.web_support import Visitor, parse
 from webapp.db import Database
 from webapp.models import LongTermMemory, User
-from webapp.services import vectors
+from webapp.services import duplicates, vectors
 
 pytestmark = pytest.mark.skipif(not vectors.enabled(), reason="the embedding model is missing")
 
@@ -121,3 +123,27 @@ async def test_while_memories_wait_the_page_says_so_and_keeps_the_last_groups(
     page = parse(await visitor.get("/duplicates"))
     assert page.select_one(".alert.waiting") is None
     assert len(page.select(".dup-group")) == 2, "the queue is empty: the page refreshes"
+
+
+async def test_many_new_vectors_are_compared_in_the_background(
+    db: AsyncEngine, session: AsyncSession, visitor: Visitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More new vectors than INLINE_REFRESH: the view starts the refresh in the
+    background, says so and shows the groups of before; a later view has them."""
+    alice, _ = await _people(db, session)
+    await visitor.log_in("alice")
+    assert len(parse(await visitor.get("/duplicates")).select(".dup-group")) == 1
+    monkeypatch.setattr(duplicates, "INLINE_REFRESH", 0)
+    await make_memory(session, user=alice, key="paris2", content=PARIS)
+    assert await vectors.drain(Database(db)) == 1
+
+    page = parse(await visitor.get("/duplicates"))
+    assert "being compared" in page.select_one(".alert.waiting").get_text()  # type: ignore[union-attr]
+    assert len(page.select(".dup-group")) == 1
+    assert alice.id is not None
+    async with asyncio.timeout(30):
+        while duplicates.refreshing(alice.id):
+            await asyncio.sleep(0.01)
+    page = parse(await visitor.get("/duplicates"))
+    assert page.select_one(".alert.waiting") is None
+    assert len(page.select(".dup-group")) == 2

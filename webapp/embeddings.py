@@ -109,7 +109,7 @@ class Embedder:
                 pool = ThreadPoolExecutor(
                     max_workers=self._workers,
                     thread_name_prefix="embed-background" if background else "embed",
-                    initializer=_lowest_priority if background else None,
+                    initializer=lowest_priority if background else None,
                 )
                 self._pools[background] = pool
             return pool
@@ -127,7 +127,7 @@ class Embedder:
         return normalize(pooled)[0]
 
 
-def _lowest_priority() -> None:
+def lowest_priority() -> None:
     """Give the calling thread the lowest CPU priority (nice 19). On Linux priority is
     per thread, so the process's other threads keep theirs; elsewhere nothing changes."""
     if sys.platform == "linux":

@@ -27,7 +27,7 @@ from webapp.db_errors import is_unavailable
 from webapp.errors import MemoryAdminError
 from webapp.paths import resource_dir
 from webapp.request_scope import RequestScope
-from webapp.services import duplicates, vector_index, vectors
+from webapp.services import vector_index, vectors
 from webapp.services.cursors import CursorSigner
 from webapp.services.fulltext_language import mismatch_message
 from webapp.services.health import database_status
@@ -46,17 +46,7 @@ async def _embed_in_background(db: Database, traffic: Traffic) -> None:
     """Give new and edited memories their vectors (webapp.services.vectors); the model
     loads in a thread, so the app answers at once."""
     if await anyio.to_thread.run_sync(vectors.enabled):
-        # Vectors written before the app started are compared at the page's next visit.
-        # The database may be down now: then the first empty queue only sets the mark.
-        compared_up_to: int | None = None
-        with contextlib.suppress(OperationalError, DBAPIError):
-            compared_up_to = await duplicates.refresh_since(db, None)
-
-        async def refresh_duplicates() -> None:
-            nonlocal compared_up_to
-            compared_up_to = await duplicates.refresh_since(db, compared_up_to)
-
-        await vectors.drain_forever(db, yield_to=traffic, when_done=refresh_duplicates)
+        await vectors.drain_forever(db, yield_to=traffic)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -25,10 +25,10 @@ import numpy.typing as npt
 Edge = tuple[int, int, float]
 """(a, b, similarity) with a < b, memory ids."""
 
-YIELD_EVERY = 1024
-"""Edges between two hand-overs of the GIL. The loop runs in a worker thread, but in
-Python: holding the GIL for its whole switch interval (5 ms) each time, it slowed the
-app's requests during a refresh of 1,000 new vectors (a second of edges) tenfold."""
+YIELD_EVERY = 256
+"""Edges between two hand-overs of the GIL (about a quarter of a millisecond). The loop
+runs in a worker thread, but in Python: holding the GIL for whole switch intervals
+(5 ms), it made the page views during a refresh of 1,000 new vectors take 0.5-3.4 s."""
 CHUNK = 512
 """New vectors per matrix product: 512 x 50,000 float32 is 100 MB."""
 

@@ -17,9 +17,12 @@ either part is still right.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache, partial
 from typing import Any
 
 import anyio
@@ -27,6 +30,7 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, tuple_, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from webapp import embeddings
 from webapp.db import Database
 from webapp.errors import InvalidInput, MemoryAdminError, NotFound
 from webapp.models import (
@@ -44,6 +48,8 @@ from webapp.services.bulk import StalePreview, fingerprint
 from webapp.services.filters import state_condition
 from webapp.services.principal import Principal
 from webapp.types import utcnow
+
+log = logging.getLogger("memory_admin")
 
 MIN_THRESHOLD = 0.80
 DEFAULT_THRESHOLD = 0.90
@@ -116,29 +122,37 @@ async def users_with_vectors(db: Database) -> list[int]:
         return list(found.scalars().all())
 
 
+@lru_cache(maxsize=1)
+def _background_pool() -> ThreadPoolExecutor:
+    """One thread at nice 19 for the refreshes in the background: the requests beside
+    them take the CPU first."""
+    return ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="forest", initializer=embeddings.lowest_priority
+    )
+
+
 _refreshing: set[int] = set()
 """Users whose forest this process is bringing up to date now."""
 
 
 def refreshing(user_id: int) -> bool:
-    """Whether this process is bringing the user's forest up to date now (the background
-    embedder after a burst of writes: a thousand new vectors take seconds)."""
+    """Whether this process is bringing the user's forest up to date now."""
     return user_id in _refreshing
 
 
-async def refresh(db: Database, user_id: int) -> int:
+async def refresh(db: Database, user_id: int, *, background: bool = False) -> int:
     """Bring the user's forest of near-duplicate pairs up to date (_refresh), one refresh
-    of a user at a time in this process."""
+    of a user at a time in this process; background: its computation at nice 19."""
     while user_id in _refreshing:
         await asyncio.sleep(0.05)
     _refreshing.add(user_id)
     try:
-        return await _refresh(db, user_id)
+        return await _refresh(db, user_id, background)
     finally:
         _refreshing.discard(user_id)
 
 
-async def _refresh(db: Database, user_id: int) -> int:
+async def _refresh(db: Database, user_id: int, background: bool) -> int:
     """Bring the user's forest of near-duplicate pairs (services/duplicate_forest.py) up
     to date with the vectors written since the watermark; the pairs it now holds.
 
@@ -179,10 +193,13 @@ async def _refresh(db: Database, user_id: int) -> int:
         for (a, b), similarity in stored.items()
         if a in present and b in present and a not in changed and b not in changed
     ]
-    # Off the event loop: the first forest of 50,000 vectors takes about a minute.
-    forest = await anyio.to_thread.run_sync(
-        duplicate_forest.spanning_forest, ids, matrix, fresh, kept, MIN_THRESHOLD
-    )
+    # Off the event loop: the first forest of 50,000 vectors takes about a minute. In
+    # the background (after the embedder's burst), at the lowest CPU priority.
+    work = partial(duplicate_forest.spanning_forest, ids, matrix, fresh, kept, MIN_THRESHOLD)
+    if background:
+        forest = await asyncio.get_running_loop().run_in_executor(_background_pool(), work)
+    else:
+        forest = await anyio.to_thread.run_sync(work)
     wanted = {(a, b): similarity for a, b, similarity in forest}
     gone = [pair for pair in stored if wanted.get(pair) != stored[pair]]
     new = [pair for pair in wanted if stored.get(pair) != wanted[pair]]
@@ -219,21 +236,47 @@ async def waiting_for_vectors(db: Database, user_id: int) -> int:
     return int(found or 0)
 
 
-async def refresh_since(db: Database, seq: int | None) -> int:
-    """Refresh the forest of every user with a vector past seq (None: nobody's); the
-    highest seq now, for the next call. The app's background embedder calls it each
-    time its queue is empty, so that the page seldom has new vectors to compare."""
+INLINE_REFRESH = 64
+"""At most this many new vectors are compared during the page's request (80-150 ms for
+the heaviest user); more are compared in the background (`refresh_soon`)."""
+
+
+async def new_vectors(db: Database, user_id: int) -> int:
+    """How many of the user's vectors the forest has not seen, up to INLINE_REFRESH + 1."""
     async with db.read() as session:
-        top = await session.scalar(select(func.max(_vectors.c.seq)))
-        if seq is None:
-            return int(top or 0)
-        owners = (
-            await session.execute(select(_vectors.c.user_id).where(_vectors.c.seq > seq).distinct())
-        ).scalars()
-        found = list(owners)
-    for owner in found:
-        await refresh(db, owner)
-    return int(top or 0)
+        mark = await session.scalar(select(_marks.c.seq).where(_marks.c.user_id == user_id))
+        newer = (
+            select(_vectors.c.seq)
+            .where(_vectors.c.user_id == user_id, _vectors.c.seq > (mark or 0))
+            .limit(INLINE_REFRESH + 1)
+        )
+        found = await session.scalar(select(func.count()).select_from(newer.subquery()))
+    return int(found or 0)
+
+
+_running: set[asyncio.Task[int]] = set()
+
+
+def refresh_soon(db: Database, user_id: int) -> None:
+    """Start bringing the user's forest up to date in the background, at the lowest CPU
+    priority, unless it is under way already. After a burst of writes, a thousand new
+    vectors of the heaviest user take seconds; the page shows the groups of before."""
+    if refreshing(user_id):
+        return
+    _refreshing.add(user_id)  # at once: the next view sees it under way
+    task = asyncio.create_task(_refresh_in_background(db, user_id))
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+
+
+async def _refresh_in_background(db: Database, user_id: int) -> int:
+    try:
+        return await _refresh(db, user_id, background=True)
+    except Exception:
+        log.exception("the near-duplicate forest of user %s could not be refreshed", user_id)
+        return 0
+    finally:
+        _refreshing.discard(user_id)
 
 
 async def groups(

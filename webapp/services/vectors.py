@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache, partial
 from typing import Protocol
 
@@ -231,38 +231,19 @@ class Yield(Protocol):
     async def quiet(self) -> bool: ...
 
 
-async def _run_logged(work: Callable[[], Awaitable[object]]) -> None:
-    """Run work; an error is logged, never raised (the embedder goes on)."""
-    try:
-        await work()
-    except Exception:
-        log.exception("background work after embedding failed")
-
-
 async def drain_forever(
-    db: Database,
-    *,
-    idle_seconds: float = 0.5,
-    yield_to: Yield | None = None,
-    when_done: Callable[[], Awaitable[object]] | None = None,
+    db: Database, *, idle_seconds: float = 0.5, yield_to: Yield | None = None
 ) -> None:
     """The app's background embedder: drain while there is work, look again after
     idle_seconds when there is none. The model runs at the lowest CPU priority, and
-    between requests (yield_to): requests are answered first. when_done runs each time
-    the queue is empty after vectors were written (the near-duplicate forests). Errors
-    are logged and retried, never raised."""
-    pending_done = False
+    between requests (yield_to): requests are answered first. Errors are logged and
+    retried, never raised."""
     while True:
         batch = BACKGROUND_BATCH
         if yield_to is not None and not await yield_to.quiet():
             batch = BUSY_BATCH
         try:
             written = await drain(db, batch=batch, background=True)
-            if written:
-                pending_done = True
-            elif pending_done and when_done is not None:
-                pending_done = False
-                await _run_logged(when_done)
         except (OperationalError, DBAPIError) as exc:
             log.warning("background embedding failed, retrying: %s", exc)
             written = 0
