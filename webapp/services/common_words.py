@@ -31,10 +31,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, ScalarSelect, func, literal, literal_column, select, text
 
 from webapp.db import Database
-from webapp.services import fulltext
+from webapp.models import NamespaceSummary
+from webapp.services import fulltext, vectors
 from webapp.services.fulltext import Term
 
 MAX_RANKED = 2_000
@@ -42,12 +43,20 @@ MAX_RANKED = 2_000
 STATISTICS_TTL = 600.0
 """Seconds a process keeps PostgreSQL's word statistics before reading them again."""
 
-_USER_SIZE = """
-    (SELECT coalesce(sum(live_count + deleted_count), 0) FROM namespace_summary
-     WHERE user_id = :owner) AS memories,
-    (SELECT count(*) FROM (SELECT 1 FROM embedding_queue WHERE user_id = :owner
-     LIMIT :waiting) AS queue) AS queued
-"""
+_summary = NamespaceSummary.__table__.c  # type: ignore[attr-defined]
+
+
+def _user_size(owner: int, catch_up: int) -> tuple[ScalarSelect[Any], ScalarSelect[int]]:
+    """The owner's memories (every state: the index holds them all), from the summary,
+    and how many wait for a vector, up to catch_up + 1."""
+    memories = (
+        select(func.coalesce(func.sum(_summary.live_count + _summary.deleted_count), 0))
+        .where(_summary.user_id == owner)
+        .scalar_subquery()
+    )
+    return memories, vectors.waiting(owner, catch_up + 1)
+
+
 _POSTGRES_STATISTICS = text(
     f"""SELECT f.lexeme, f.share FROM pg_stats AS p,
         unnest(p.most_common_elems::text::text[], p.most_common_elem_freqs)
@@ -89,17 +98,21 @@ async def selective_terms(
 async def _sqlite_counts(
     db: Database, terms: list[Term], owner: int, catch_up: int
 ) -> tuple[int, int, list[int]]:
-    counted = ", ".join(
-        f"(SELECT count(*) FROM (SELECT 1 FROM {fulltext.FTS_TABLE} "
-        f"WHERE {fulltext.FTS_TABLE} MATCH :term_{i} LIMIT :cap)) AS count_{i}"
-        for i in range(len(terms))
-    )
-    params: dict[str, Any] = {"owner": owner, "waiting": catch_up + 1, "cap": MAX_RANKED + 1}
-    for i, term in enumerate(terms):
-        params[f"term_{i}"] = fulltext.fts5_query_text([term], every=False, owner=owner)
+    counts = [
+        select(func.count())
+        .select_from(
+            select(literal(1))
+            .select_from(fulltext.fts_table)
+            .where(fulltext.fts5_match([term], every=False, owner=owner))
+            .limit(MAX_RANKED + 1)
+            .subquery()
+        )
+        .scalar_subquery()
+        for term in terms
+    ]
     async with db.read_connection() as connection:
-        row = (await connection.execute(text(f"SELECT {_USER_SIZE}, {counted}"), params)).one()
-    return int(row.memories), int(row.queued), [int(count) for count in row[2:]]
+        row = (await connection.execute(select(*_user_size(owner, catch_up), *counts))).one()
+    return int(row[0]), int(row[1]), [int(count) for count in row[2:]]
 
 
 class _Shares:
@@ -139,20 +152,15 @@ _shares: dict[str, _Shares] = {}
 async def _postgres_counts(
     db: Database, terms: list[Term], owner: int, catch_up: int
 ) -> tuple[int, int, list[int]]:
-    lexemes = ", ".join(
-        f"tsvector_to_array(to_tsvector(CAST(:language AS regconfig), :word_{i})) AS lexemes_{i}"
-        for i in range(len(terms))
-    )
-    params: dict[str, Any] = {"owner": owner, "waiting": catch_up + 1}
-    params["language"] = db.search_language
-    params.update({f"word_{i}": term.word for i, term in enumerate(terms)})
+    config: ColumnElement[Any] = literal_column(f"'{db.search_language}'::regconfig")
+    lexemes = [func.tsvector_to_array(func.to_tsvector(config, term.word)) for term in terms]
     async with db.read_connection() as connection:
-        row = (await connection.execute(text(f"SELECT {_USER_SIZE}, {lexemes}"), params)).one()
+        row = (await connection.execute(select(*_user_size(owner, catch_up), *lexemes))).one()
     url = db.engine.url.render_as_string(hide_password=True)
     shares = await _shares.setdefault(url, _Shares()).current(db)
-    memories = int(row.memories)
+    memories = int(row[0])
     counts = [
         round(shares.of(list(found or []), term.prefix) * memories)
         for term, found in zip(terms, row[2:], strict=True)
     ]
-    return memories, int(row.queued), counts
+    return memories, int(row[1]), counts

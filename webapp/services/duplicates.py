@@ -43,7 +43,7 @@ from webapp.models import (
     MemoryEmbedding,
     VectorCount,
 )
-from webapp.services import duplicate_forest, events, vector_index
+from webapp.services import duplicate_forest, events, vector_index, vectors
 from webapp.services.bulk import StalePreview, fingerprint
 from webapp.services.filters import state_condition
 from webapp.services.principal import Principal
@@ -131,25 +131,24 @@ def _background_pool() -> ThreadPoolExecutor:
     )
 
 
-_refreshing: set[int] = set()
-"""Users whose forest this process is bringing up to date now."""
+_locks: dict[int, asyncio.Lock] = {}
+"""One refresh of a user's forest at a time in this process."""
+
+
+def _lock(user_id: int) -> asyncio.Lock:
+    return _locks.setdefault(user_id, asyncio.Lock())
 
 
 def refreshing(user_id: int) -> bool:
     """Whether this process is bringing the user's forest up to date now."""
-    return user_id in _refreshing
+    return _lock(user_id).locked()
 
 
-async def refresh(db: Database, user_id: int, *, background: bool = False) -> int:
+async def refresh(db: Database, user_id: int) -> int:
     """Bring the user's forest of near-duplicate pairs up to date (_refresh), one refresh
-    of a user at a time in this process; background: its computation at nice 19."""
-    while user_id in _refreshing:
-        await asyncio.sleep(0.05)
-    _refreshing.add(user_id)
-    try:
-        return await _refresh(db, user_id, background)
-    finally:
-        _refreshing.discard(user_id)
+    of a user at a time in this process."""
+    async with _lock(user_id):
+        return await _refresh(db, user_id, background=False)
 
 
 async def _refresh(db: Database, user_id: int, background: bool) -> int:
@@ -229,13 +228,6 @@ async def _set_mark(session: AsyncSession, user_id: int, seq: int, exists: bool)
         await session.execute(insert(_marks).values(user_id=user_id, seq=seq))
 
 
-async def waiting_for_vectors(db: Database, user_id: int) -> int:
-    """How many of the user's memories wait for their vectors (none are in a group yet)."""
-    async with db.read() as session:
-        found = await session.scalar(select(func.count()).where(_queue.c.user_id == user_id))
-    return int(found or 0)
-
-
 INLINE_REFRESH = 64
 """At most this many new vectors are compared during the page's request (80-150 ms for
 the heaviest user); more are compared in the background (`refresh_soon`)."""
@@ -257,26 +249,53 @@ async def new_vectors(db: Database, user_id: int) -> int:
 _running: set[asyncio.Task[int]] = set()
 
 
-def refresh_soon(db: Database, user_id: int) -> None:
+async def _refresh_soon(db: Database, user_id: int) -> None:
     """Start bringing the user's forest up to date in the background, at the lowest CPU
     priority, unless it is under way already. After a burst of writes, a thousand new
-    vectors of the heaviest user take seconds; the page shows the groups of before."""
-    if refreshing(user_id):
+    vectors of the heaviest user take seconds."""
+    lock = _lock(user_id)
+    if lock.locked():
         return
-    _refreshing.add(user_id)  # at once: the next view sees it under way
-    task = asyncio.create_task(_refresh_in_background(db, user_id))
+    await lock.acquire()  # now: the views meanwhile see it under way
+    task = asyncio.create_task(_refresh_in_background(db, user_id, lock))
     _running.add(task)
     task.add_done_callback(_running.discard)
 
 
-async def _refresh_in_background(db: Database, user_id: int) -> int:
+async def _refresh_in_background(db: Database, user_id: int, lock: asyncio.Lock) -> int:
     try:
         return await _refresh(db, user_id, background=True)
     except Exception:
         log.exception("the near-duplicate forest of user %s could not be refreshed", user_id)
         return 0
     finally:
-        _refreshing.discard(user_id)
+        lock.release()
+
+
+@dataclass
+class Review:
+    """What the duplicates page shows of a user: the groups, and why they may be behind."""
+
+    groups: list[Group]
+    waiting: int
+    """The user's memories that wait for their vectors (in no group yet)."""
+    refreshing: bool
+    """Whether many new vectors are being compared in the background meanwhile."""
+
+
+async def review(db: Database, user_id: int, threshold: float) -> Review:
+    """The groups at threshold, with the forest brought up to date when that is quick.
+
+    While some of the user's memories wait for their vectors, the forest is left as it
+    is (the background embedder is at work; comparing each new vector at each view cost
+    the heaviest user 0.5 s a view). More than INLINE_REFRESH new vectors are compared
+    in the background, and the groups shown meanwhile are those of before."""
+    waiting = await vectors.pending(db, user_id=user_id)
+    if not waiting and await new_vectors(db, user_id) > INLINE_REFRESH:
+        await _refresh_soon(db, user_id)
+    under_way = refreshing(user_id)
+    found = await groups(db, user_id, threshold, refresh_first=not waiting and not under_way)
+    return Review(found, waiting, under_way)
 
 
 async def groups(

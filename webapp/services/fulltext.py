@@ -343,10 +343,13 @@ def tag_ids(tag: str) -> Select[tuple[int]]:
     return _tagged(tag)
 
 
+def fts5_match(terms: list[Term], *, every: bool, owner: int | None = None) -> ColumnElement[bool]:
+    """SQLite: the full-text index's rows holding the terms (fts5_query_text)."""
+    return literal_column(FTS_TABLE).op("MATCH")(fts5_query_text(terms, every=every, owner=owner))
+
+
 def _fts_matches(terms: list[Term], *, every: bool) -> Select[tuple[int]]:
-    return select(fts_table.c.rowid).where(
-        literal_column(FTS_TABLE).op("MATCH")(fts5_query_text(terms, every=every))
-    )
+    return select(fts_table.c.rowid).where(fts5_match(terms, every=every))
 
 
 def _tagged(tag: str) -> Select[tuple[int]]:

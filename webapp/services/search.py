@@ -117,12 +117,7 @@ def _relevance(
         return relevance, [fulltext.postgres_match(terms, language, every=False, owner=owner)]
     fts = fulltext.fts_table
     bm25 = -func.bm25(literal_column(fulltext.FTS_TABLE), 2.0, 1.0, 0.0)  # key, content, owner
-    return bm25, [
-        literal_column(fulltext.FTS_TABLE).op("MATCH")(
-            fulltext.fts5_query_text(terms, every=False, owner=owner)
-        ),
-        fts.c.rowid == _c.id,
-    ]
+    return bm25, [fulltext.fts5_match(terms, every=False, owner=owner), fts.c.rowid == _c.id]
 
 
 def _age_days(updated_at: datetime, now: datetime) -> float:

@@ -35,13 +35,12 @@ from threadpoolctl import threadpool_limits
 
 from webapp import embeddings
 from webapp.db import Database
-from webapp.models import EmbeddingQueue, MemoryEmbedding, VectorCount
+from webapp.models import MemoryEmbedding, VectorCount
 from webapp.services import vectors
 from webapp.settings import get_settings
 
 _e = MemoryEmbedding.__table__.c  # type: ignore[attr-defined]
 _count = VectorCount.__table__  # type: ignore[attr-defined]
-_queue = EmbeddingQueue.__table__  # type: ignore[attr-defined]
 
 
 STALE_SHARE = 0.02
@@ -61,12 +60,11 @@ class _State:
 async def _state(db: Database, user_id: int, catch_up: int) -> _State:
     """One statement: the user's vector counts, highest seq and queued memories."""
     tally = _count.c.user_id == user_id
-    waiting = select(_queue.c.seq).where(_queue.c.user_id == user_id).limit(catch_up + 1)
     query = select(
         select(_count.c.added).where(tally).scalar_subquery(),
         select(_count.c.removed).where(tally).scalar_subquery(),
         select(func.max(_e.seq)).where(_e.user_id == user_id).scalar_subquery(),
-        select(func.count()).select_from(waiting.subquery()).scalar_subquery(),
+        vectors.waiting(user_id, catch_up + 1),
     )
     async with db.read_connection() as session:
         added, removed, max_seq, queued = (await session.execute(query)).one()

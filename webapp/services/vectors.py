@@ -29,7 +29,7 @@ from functools import lru_cache, partial
 from typing import Protocol
 
 import anyio
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import ScalarSelect, delete, func, insert, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from webapp import embeddings
@@ -151,6 +151,13 @@ async def query_vector(query: str) -> embeddings.Vectors:
             _queries.popitem(last=False)
     _queries.move_to_end(query)
     return vector
+
+
+def waiting(user_id: int, at_most: int) -> ScalarSelect[int]:
+    """How many of user_id's memories wait for a vector, counted up to at_most (a walk of
+    the queue's user index that stops there), as a scalar subquery."""
+    queued = select(_queue.c.seq).where(_queue.c.user_id == user_id).limit(at_most)
+    return select(func.count()).select_from(queued.subquery()).scalar_subquery()
 
 
 async def pending(db: Database, *, user_id: int | None = None) -> int:

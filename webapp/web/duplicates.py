@@ -64,21 +64,11 @@ async def show_duplicates(
         chooser = {"owners": owners, "user": None, "threshold": chosen}
         return render(request, "duplicates/index.html", chooser)
     user_id = await _owner(db, visitor, user)
-    # While some of the user's memories wait for their vectors, or many new vectors
-    # are being compared in the background, the page shows the groups of before and
-    # says so, instead of comparing each new vector itself at each view.
-    waiting = await duplicates.waiting_for_vectors(db, user_id)
-    if not waiting and not duplicates.refreshing(user_id):
-        if await duplicates.new_vectors(db, user_id) > duplicates.INLINE_REFRESH:
-            duplicates.refresh_soon(db, user_id)
-    refreshing = duplicates.refreshing(user_id)
-    found = await duplicates.groups(
-        db, user_id, chosen, refresh_first=not waiting and not refreshing
-    )
+    shown = await duplicates.review(db, user_id, chosen)
     context: dict[str, Any] = {
-        "groups": found,
-        "waiting": waiting,
-        "refreshing": refreshing,
+        "groups": shown.groups,
+        "waiting": shown.waiting,
+        "refreshing": shown.refreshing,
         "user": user,
         "threshold": chosen,
         "minimum": duplicates.MIN_THRESHOLD,
