@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.browser_support import AppData, Browsing, LiveServer, chromium, fetch_htmx
 from webapp import migrate
-from webapp.db import create_engine, create_sessionmaker
+from webapp.db import Database, create_engine, create_sessionmaker
 from webapp.models import ApiToken, LoginThrottle, LongTermMemory, MemoryEvent, User, WebSession
 from webapp.models_admin import AdminEvent
 from webapp.models_embedding import EmbeddingQueue, MemoryEmbedding
@@ -148,6 +148,12 @@ async def db(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
             await conn.execute(delete(model))
     # Search keeps each user's vectors in memory; the next test's user 1 is someone else.
     get_index().forget()
+
+
+@pytest.fixture
+async def database(db: AsyncEngine) -> Database:
+    """The service layer's Database on the test's engine."""
+    return Database(db)
 
 
 @pytest.fixture

@@ -22,11 +22,6 @@ OTHER = [f"Repaired bicycle wheel number {i}." for i in range(6)]
 
 
 @pytest.fixture
-async def database(db: object) -> Database:
-    return Database(db)  # type: ignore[arg-type]
-
-
-@pytest.fixture
 async def me(database: Database) -> Principal:
     async with database.read() as session:
         return Principal.of_user(await make_user(session, username="heavy"))

@@ -27,11 +27,6 @@ from webapp.services.tokens import create_token
 from .factories import make_user
 
 
-@pytest.fixture
-async def database(db: AsyncEngine) -> Database:
-    return Database(db)
-
-
 async def _people(database: Database) -> tuple[Principal, Principal, Principal]:
     async with database.read() as session:
         ann = await make_user(session, username="ann")

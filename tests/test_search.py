@@ -15,7 +15,6 @@ from datetime import timedelta
 import orjson
 import pytest
 from sqlalchemy import select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from webapp.db import Database
 from webapp.errors import InvalidInput, NotFound
@@ -120,11 +119,6 @@ async def check_indexes(database: Database) -> None:
         assert await find(database, word) == (by_stem[stem] if stem else set()), word
     for tag, ids in tags.items():
         assert await tagged(database, tag) == ids, tag
-
-
-@pytest.fixture
-async def database(db: AsyncEngine) -> Database:
-    return Database(db)
 
 
 @pytest.fixture

@@ -38,11 +38,6 @@ _e = MemoryEmbedding.__table__.c  # type: ignore[attr-defined]
 
 
 @pytest.fixture
-async def database(db: object) -> Database:
-    return Database(db)  # type: ignore[arg-type]
-
-
-@pytest.fixture
 async def me(database: Database) -> Principal:
     async with database.read() as session:
         return Principal.of_user(await make_user(session, username="alice"))

@@ -45,11 +45,6 @@ _n = VectorCount.__table__.c  # type: ignore[attr-defined]
 
 
 @pytest.fixture
-async def database(db: AsyncEngine) -> Database:
-    return Database(db)
-
-
-@pytest.fixture
 async def me(database: Database) -> Principal:
     async with database.read() as session:
         return Principal.of_user(await make_user(session, username="alice"))
