@@ -130,6 +130,16 @@ async def queued(db: Database, user_id: int) -> int:
         return int(await session.scalar(select(func.count()).where(q.user_id == user_id)) or 0)
 
 
+async def not_compared(db: Database, user_id: int) -> int:
+    """The user's vectors newer than the forest's watermark: 0 once the views (or the
+    background comparison they started) brought the forest up to date."""
+    mark = DuplicateWatermark.__table__.c  # type: ignore[attr-defined]
+    async with db.read() as session:
+        seq = await session.scalar(select(mark.seq).where(mark.user_id == user_id)) or 0
+        newer = select(func.count()).where(_e.c.user_id == user_id, _e.c.seq > seq)
+        return int(await session.scalar(newer) or 0)
+
+
 async def ensure_admin(db: Database) -> None:
     async with db.write() as session:
         found = await session.scalar(select(User).where(User.username == BENCH_USER))  # type: ignore[arg-type]
@@ -205,17 +215,18 @@ async def main() -> None:
     waiting = await queued(db, user_id)
     page = await page_times(name, args.runs, args.gap if args.backlog else 0.0)
     embedded = waiting - await queued(db, user_id)
+    behind = await not_compared(db, user_id)
     await engine.dispose()
     rows.append(
         (f"GET /duplicates (ASGI; {embedded} of {waiting} queued embedded meanwhile)", page)
     )
-    print(f"{len(groups)} groups at 0.90\n")
-    print("| what | runs | median ms | p95 ms | target |\n|---|---|---|---|---|")
+    print(f"{len(groups)} groups at 0.90; after the views, {behind} vectors not compared yet\n")
+    print("| what | runs | median ms | p95 ms | max ms | target |\n|---|---|---|---|---|---|")
     for label, times in rows:
         verdict = "" if len(times) == 1 else ("PASS" if p95(times) < 0.5 else "FAIL")
         print(
             f"| {label} | {len(times)} | {statistics.median(times) * 1000:.1f} "
-            f"| {p95(times) * 1000:.1f} | {verdict} |"
+            f"| {p95(times) * 1000:.1f} | {max(times) * 1000:.1f} | {verdict} |"
         )
 
 

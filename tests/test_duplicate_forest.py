@@ -75,3 +75,17 @@ def test_each_memorys_best_similarity_is_in_the_forest() -> None:
     assert best_in_forest.keys() == best_of_all.keys()
     for memory_id, value in best_of_all.items():
         assert best_in_forest[memory_id] == pytest.approx(value, abs=1e-5)
+
+
+def test_exact_copies_tie_and_still_give_the_groups_of_all_pairs() -> None:
+    """Copies of one memory are equally similar to each other and to the rest of their
+    group: the forest must break those ties without closing a cycle or leaving a copy out."""
+    ids, matrix = clustered_vectors(5)
+    copies = np.repeat(matrix[:40], 4, axis=0)
+    matrix = np.vstack([matrix, copies])
+    ids = np.concatenate([ids, np.arange(5000, 5000 + len(copies))]).astype(np.int64)
+    forest = spanning_forest(ids, matrix, np.ones(len(ids), dtype=bool), [], FLOOR)
+    every = all_pairs(ids, matrix, FLOOR)
+    assert len(forest) < len(ids)
+    for threshold in (0.80, 0.90, 0.999):
+        assert groups(forest, threshold) == groups(every, threshold), threshold

@@ -11,7 +11,7 @@ is read off the forest.
 
 The forest of a graph with new edges is the forest of (the old forest + the new edges),
 so a refresh compares only the new vectors with all of them (a numpy product per chunk)
-and runs Kruskal's algorithm over the old forest and their pairs.
+and finds the forest of the old forest and their pairs (Borůvka's algorithm, in numpy).
 """
 
 from __future__ import annotations
@@ -25,10 +25,6 @@ import numpy.typing as npt
 Edge = tuple[int, int, float]
 """(a, b, similarity) with a < b, memory ids."""
 
-YIELD_EVERY = 256
-"""Edges between two hand-overs of the GIL (about a quarter of a millisecond). The loop
-runs in a worker thread, but in Python: holding the GIL for whole switch intervals
-(5 ms), it made the page views during a refresh of 1,000 new vectors take 0.5-3.4 s."""
 CHUNK = 512
 """New vectors per matrix product: 512 x 50,000 float32 is 100 MB."""
 
@@ -42,51 +38,72 @@ def spanning_forest(
 ) -> list[Edge]:
     """The maximum spanning forest of the graph whose edges are `kept` and every pair of
     a fresh row with any row at `floor` or more similar (ids[i] is row i's memory)."""
-    forest = list(kept)
+    by_id = np.argsort(ids)
+    if kept:
+        kept_a, kept_b, kept_s = (np.array(column) for column in zip(*kept, strict=True))
+        a = by_id[np.searchsorted(ids, kept_a.astype(np.int64), sorter=by_id)]
+        b = by_id[np.searchsorted(ids, kept_b.astype(np.int64), sorter=by_id)]
+        similarity = kept_s.astype(np.float32)
+    else:
+        a = b = np.empty(0, dtype=np.int64)
+        similarity = np.empty(0, dtype=np.float32)
     fresh_rows = np.flatnonzero(fresh)
     for start in range(0, len(fresh_rows), CHUNK):
         part = fresh_rows[start : start + CHUNK]
-        similarity = matrix[part] @ matrix.T
-        i, j = np.nonzero(similarity >= floor)
-        a, b = ids[part[i]], ids[j]
-        values = np.minimum(similarity[i, j], 1.0)
-        distinct = a != b
-        forest = _kruskal(forest, a[distinct], b[distinct], values[distinct])
-    return forest
+        product = matrix[part] @ matrix.T
+        i, j = np.nonzero(product >= floor)
+        distinct = part[i] != j
+        a = np.concatenate([a, part[i][distinct]])
+        b = np.concatenate([b, j[distinct]])
+        similarity = np.concatenate([similarity, np.minimum(product[i, j][distinct], 1.0)])
+        del product
+        a, b, similarity = _boruvka(ids, a, b, similarity)
+    low, high = np.minimum(ids[a], ids[b]), np.maximum(ids[a], ids[b])
+    return list(zip(low.tolist(), high.tolist(), similarity.astype(float).tolist(), strict=True))
 
 
-def _kruskal(
-    forest: Sequence[Edge],
+def _boruvka(
+    ids: npt.NDArray[np.int64],
     a: npt.NDArray[np.int64],
     b: npt.NDArray[np.int64],
     similarity: npt.NDArray[np.float32],
-) -> list[Edge]:
-    """The maximum spanning forest of the forest's edges and the pairs (a, b)."""
-    if forest:
-        old_a, old_b, old_s = (np.array(column) for column in zip(*forest, strict=True))
-        a = np.concatenate([old_a.astype(np.int64), a])
-        b = np.concatenate([old_b.astype(np.int64), b])
-        similarity = np.concatenate([old_s.astype(np.float32), similarity])
-    order = np.lexsort((np.minimum(a, b), -similarity))  # strongest first, ties by id
-    left, right = np.minimum(a, b)[order].tolist(), np.maximum(a, b)[order].tolist()
-    values = similarity[order].tolist()
-    parent: dict[int, int] = {}
-
-    def root(x: int) -> int:
-        while (up := parent.get(x, x)) != x:
-            parent[x] = parent.get(up, up)
-            x = up
-        return x
-
-    chosen = []
-    for number, (x, y, value) in enumerate(zip(left, right, values, strict=True)):
-        if number % YIELD_EVERY == 0:
-            time.sleep(0)  # let the event loop's thread take the GIL (see YIELD_EVERY)
-        rx, ry = root(x), root(y)
-        if rx != ry:
-            parent[rx] = ry
-            chosen.append((x, y, float(value)))
-    return chosen
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """The maximum spanning forest of the edges (rows a, b): Borůvka's algorithm in whole
+    array steps. Each round every part of the forest takes its strongest edge to another
+    part (ties broken by the memory ids: with every edge ranked, no two parts can choose
+    edges that close a cycle), so a round at least halves the parts. A loop over the edges in
+    Python took seconds for the million pairs of a thousand near copies, holding the GIL
+    from the page views; numpy's sorts and gathers let it go."""
+    order = np.lexsort((np.maximum(ids[a], ids[b]), np.minimum(ids[a], ids[b]), -similarity))
+    a, b, similarity = a[order], b[order], similarity[order]  # an edge's index is its rank
+    none = len(a)
+    part = np.arange(len(ids))
+    chosen = np.zeros(len(a), dtype=bool)
+    live = np.arange(len(a))
+    while True:
+        part_a, part_b = part[a[live]], part[b[live]]
+        crossing = part_a != part_b
+        live, part_a, part_b = live[crossing], part_a[crossing], part_b[crossing]
+        if not len(live):
+            break
+        strongest = np.full(len(ids), none)
+        np.minimum.at(strongest, part_a, live)
+        np.minimum.at(strongest, part_b, live)
+        parts = np.flatnonzero(strongest < none)
+        edge = strongest[parts]
+        chosen[edge] = True
+        ends_a = part[a[edge]]
+        other = np.where(ends_a == parts, part[b[edge]], ends_a)
+        parent = np.arange(len(ids))
+        parent[parts] = other
+        # Two parts that chose the same edge point at each other: the lower one leads.
+        mutual = (parent[other] == parts) & (parts < other)
+        parent[parts[mutual]] = parts[mutual]
+        while not np.array_equal(grand := parent[parent], parent):
+            parent = grand
+        part = parent[part]
+        time.sleep(0)  # between rounds, let the event loop's thread take the GIL
+    return a[chosen], b[chosen], similarity[chosen]
 
 
 def components(edges: Iterable[Edge]) -> list[list[int]]:

@@ -27,6 +27,7 @@ from typing import Any
 
 import anyio
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import delete, func, insert, select, tuple_, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -185,23 +186,16 @@ async def _refresh(db: Database, user_id: int, background: bool) -> int:
         }
     # Every vector up to top at least: a later one is compared again at the next refresh.
     ids, matrix = await vector_index.get_index().snapshot(db, user_id)
-    fresh = np.isin(ids, np.fromiter(changed, dtype=np.int64, count=len(changed)))
-    present = set(ids.tolist())
-    kept = [
-        (a, b, similarity)
-        for (a, b), similarity in stored.items()
-        if a in present and b in present and a not in changed and b not in changed
-    ]
-    # Off the event loop: the first forest of 50,000 vectors takes about a minute. In
-    # the background (after the embedder's burst), at the lowest CPU priority.
-    work = partial(duplicate_forest.spanning_forest, ids, matrix, fresh, kept, MIN_THRESHOLD)
+    # Off the event loop: the first forest of 50,000 vectors takes about a minute, and
+    # the sets of 50,000 pairs tens of milliseconds. In the background (many new
+    # vectors), at the lowest CPU priority.
+    work = partial(_changes, ids, matrix, changed, stored)
     if background:
-        forest = await asyncio.get_running_loop().run_in_executor(_background_pool(), work)
+        wanted, gone, new = await asyncio.get_running_loop().run_in_executor(
+            _background_pool(), work
+        )
     else:
-        forest = await anyio.to_thread.run_sync(work)
-    wanted = {(a, b): similarity for a, b, similarity in forest}
-    gone = [pair for pair in stored if wanted.get(pair) != stored[pair]]
-    new = [pair for pair in wanted if stored.get(pair) != wanted[pair]]
+        wanted, gone, new = await anyio.to_thread.run_sync(work)
     async with db.write() as session:
         if db.dialect == "postgresql":  # one refresh of a user at a time (SQLite: one writer)
             await session.execute(select(func.pg_advisory_xact_lock(_LOCK_BASE + user_id)))
@@ -219,6 +213,28 @@ async def _refresh(db: Database, user_id: int, background: bool) -> int:
             await session.execute(insert(_pairs), values[start : start + 1000])
         await _set_mark(session, user_id, top, mark is not None)
     return len(wanted)
+
+
+def _changes(
+    ids: npt.NDArray[np.int64],
+    matrix: npt.NDArray[np.float32],
+    changed: set[int],
+    stored: dict[tuple[int, int], float],
+) -> tuple[dict[tuple[int, int], float], list[tuple[int, int]], list[tuple[int, int]]]:
+    """The forest with the changed vectors compared again, and which stored pairs go and
+    which come: (every pair of the new forest, pairs to delete, pairs to insert)."""
+    fresh = np.isin(ids, np.fromiter(changed, dtype=np.int64, count=len(changed)))
+    present = set(ids.tolist())
+    kept = [
+        (a, b, similarity)
+        for (a, b), similarity in stored.items()
+        if a in present and b in present and a not in changed and b not in changed
+    ]
+    forest = duplicate_forest.spanning_forest(ids, matrix, fresh, kept, MIN_THRESHOLD)
+    wanted = {(a, b): similarity for a, b, similarity in forest}
+    gone = [pair for pair in stored if wanted.get(pair) != stored[pair]]
+    new = [pair for pair in wanted if stored.get(pair) != wanted[pair]]
+    return wanted, gone, new
 
 
 async def _set_mark(session: AsyncSession, user_id: int, seq: int, exists: bool) -> None:
