@@ -1,5 +1,5 @@
-"""The `memory-admin` command: serve, demo, migrate, users, tokens, import, export, embed,
-erase.
+"""The `memory-admin` command: serve, demo, migrate, users, tokens, import, export, backup,
+embed, erase.
 
 Every failure is one line on standard error and a non-zero exit, never a traceback
 (set MEMORY_ADMIN_DEBUG=1 to see one). The commands live in this package's modules
@@ -15,7 +15,7 @@ import click
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from webapp.cli.common import PROG
-from webapp.cli.data import export, import_, migrate, purge
+from webapp.cli.data import backup, export, import_, migrate, purge
 from webapp.cli.embed import embed
 from webapp.cli.erase import erase_user_command
 from webapp.cli.serve import demo, serve
@@ -45,6 +45,7 @@ for _command in (
     import_,
     purge,
     export,
+    backup,
     embed,
     erase_user_command,
 ):

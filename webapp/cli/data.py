@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from contextlib import nullcontext
+from pathlib import Path
 from typing import IO, Any
 
 import click
@@ -203,3 +204,26 @@ def export(
     count = run_with_db(work)
     if output:
         click.echo(f"Exported {count} memories to {output}.", err=True)
+
+
+@click.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def backup(path: Path) -> None:
+    """Copy the SQLite database to PATH (a new file) while the app serves it: a
+    consistent copy of one moment, checked before it takes its name. On PostgreSQL, use
+    pg_dump."""
+    from webapp.services.backup import BackupFailed, backup_sqlite
+
+    settings = load_settings()
+    source = settings.sqlite_path
+    if source is None:
+        raise BackupFailed(
+            "backup copies a SQLite database; for PostgreSQL use pg_dump "
+            "(the README's Backups section), or `memory-admin export`"
+        )
+    done = backup_sqlite(source, path, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    size = done.bytes / 1_000_000
+    click.echo(
+        f"Backed up {done.memories:,} memories ({size:,.1f} MB) from {source} "
+        f"to {done.path} in {done.seconds:.1f} s."
+    )
