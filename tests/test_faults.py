@@ -9,16 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -31,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.conftest import _asyncpg_dsn, postgres_admin_url
 from tests.factories import make_memory, make_token, make_user
+from tests.serve_support import Server, open_client, serving
 from tests.web_support import Visitor, parse
 from webapp.db import create_sessionmaker
 from webapp.db_errors import is_unavailable
@@ -42,21 +36,6 @@ STORM_SECONDS = 8.0
 """How long the clients send requests while connections are being killed."""
 KILL_EVERY = 0.25
 """Seconds between two rounds of pg_terminate_backend."""
-START_TIMEOUT = 60.0
-"""Seconds the server may take to answer /healthz: two workers importing the app."""
-
-
-@dataclass
-class Server:
-    """A running `memory-admin serve`, and where it listens."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        """What the server wrote so far (its log), for assertion messages."""
-        return self.log.read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")
@@ -64,52 +43,10 @@ def server(
     settings: Settings, engine: AsyncEngine, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     """`memory-admin serve --workers 2` on the module's migrated database."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {k: v for k, v in os.environ.items() if k not in ("MEMORY_ADMIN_DEBUG",)}
-    env["DATABASE_URL"] = settings.database_url
-    env["SECRET_KEY"] = "faults-test-secret-key"
-    # A request waits for a pooled connection up to DB_POOL_TIMEOUT seconds, and for a new
-    # one up to DB_CONNECT_TIMEOUT, then answers 503. The defaults (10 s, 5 s) would make
-    # these tests timed ones on a shared machine: 1,000 requests on 2 busy cores took 30 s,
-    # and a new connection over 5 s. A request that waits on a pool nobody gives back (as
-    # when each request held one connection while waiting for a second) still fails.
-    env["DB_POOL_TIMEOUT"] = env["DB_CONNECT_TIMEOUT"] = "60"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "webapp.cli", "serve", "--workers", "2", "--port", str(port)],
-            cwd=log.parent,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    served = Server(url=f"http://127.0.0.1:{port}", process=process, log=log)
-    try:
-        _wait_until_ready(served)
+    with serving(
+        settings.database_url, "faults-test-secret-key", tmp_path_factory.mktemp("serve")
+    ) as served:
         yield served
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
-
-
-def _wait_until_ready(server: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        assert server.process.poll() is None, f"serve exited: {server.output()}"
-        try:
-            if httpx.get(server.url + "/healthz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"serve did not start: {server.output()}"
-        time.sleep(0.2)
 
 
 @dataclass
@@ -130,14 +67,6 @@ async def make_agent(session: AsyncSession, *, memories: int) -> Agent:
         assert memory.id is not None
         ids.append(memory.id)
     return Agent(secret=secret, memory_ids=ids)
-
-
-@asynccontextmanager
-async def open_client(server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client of the server that may keep 1,000 requests in flight at once."""
-    limits = httpx.Limits(max_connections=1_000, max_keepalive_connections=100)
-    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=120) as client:
-        yield client
 
 
 async def access_counts(db: AsyncEngine, ids: list[int]) -> dict[int, int]:
