@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager, nullcontext, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -172,7 +174,14 @@ async def _sqlite_write_on(
     except BaseException:
         await driver.rollback()
         raise
-    await driver.commit()
+    try:
+        await driver.commit()
+    except sqlite3.Error as exc:
+        # A full disk or a lost lock fails the COMMIT itself, which SQLAlchemy does not
+        # wrap: end the transaction, and raise it as SQLAlchemy raises a statement's.
+        with suppress(sqlite3.Error):
+            await driver.rollback()
+        raise DBAPIError.instance("COMMIT", None, exc, sqlite3.Error) from exc
 
 
 @asynccontextmanager

@@ -64,3 +64,26 @@ def is_unavailable(error: BaseException) -> bool:
     if isinstance(error, OperationalError | PoolTimeout | OSError):
         return True
     return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+_REASONS = (
+    ("database or disk is full", "its disk is full, so nothing was written; free some space"),
+    ("readonly database", "its file is read-only, so nothing was written"),
+    ("database is locked", "another program holds its lock; try again shortly"),
+    (
+        "unable to open database file",
+        "its file cannot be opened; check that it is there, and that the app may write to "
+        "it and to its folder",
+    ),
+)
+"""SQLite's words for a fault of the file or the disk, and what to tell the person."""
+
+
+def unavailable_message(error: BaseException) -> str:
+    """What a 503 says: the reason when it is one a person can act on (SQLite's file or
+    disk), else to try again shortly."""
+    said = " ".join(str(cause) for cause in _causes(error))
+    for words, reason in _REASONS:
+        if words in said:
+            return f"The database is unavailable: {reason}."
+    return "The database is unavailable; try again shortly."

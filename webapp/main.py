@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from webapp import __version__
 from webapp.api import mount_api, validation_status
 from webapp.db import Database, create_engine
-from webapp.db_errors import is_unavailable
+from webapp.db_errors import is_unavailable, unavailable_message
 from webapp.errors import MemoryAdminError
 from webapp.paths import resource_dir
 from webapp.request_scope import RequestScope
@@ -165,7 +165,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         if not is_unavailable(exc):
             raise exc  # a bug, not an outage: the 500 it always was
         logger.exception("database unavailable")
-        return render(request, 503, "The database is unavailable; try again shortly.")
+        return render(request, 503, unavailable_message(exc))
 
     # Each family that may mean the database is unreachable or the connection was lost;
     # is_unavailable() decides (webapp.db_errors).
