@@ -104,11 +104,10 @@ def bench(name: str, database_url: str, args: argparse.Namespace, tmp: Path) -> 
     print(f"{requests:,} requests ({requests / took:,.0f}/s); by answer:")
     for what, count in sorted(report.statuses.items()):
         print(f"  {what:<20} {count:>7,}")
-    print(
-        f"acknowledged writes {len(report.acks) + len(report.form_contents):,} (every one checked"
-    )
-    print(f"  against the trail), stale edits refused {report.stale_refused:,}, ")
-    print(f"first writes: {args.rounds} rounds of 8, 100 recalls of one memory")
+    acknowledged = len(report.acks) + len(report.form_contents)
+    print(f"acknowledged writes, each checked against the trail: {acknowledged:,}")
+    print(f"stale edits refused with 409: {report.stale_refused:,}")
+    print(f"then {args.rounds} rounds of 8 first writes of a key, 100 recalls of one memory")
     print(f"problems: {len(problems)}")
     for problem in problems[:20]:
         print(f"  - {problem}")
