@@ -8,24 +8,24 @@ API token.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
+import subprocess
+import sys
+import time
 from collections import Counter
-from collections.abc import Awaitable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from tests.conftest import _asyncpg_dsn, postgres_admin_url
 from tests.factories import make_memory, make_token, make_user
 from tests.serve_support import Server, open_client, serving
-from tests.web_support import Visitor, parse
 from webapp.db import create_sessionmaker
 from webapp.db_errors import is_unavailable
 from webapp.main import create_app
@@ -163,126 +163,62 @@ async def test_concurrent_recalls_of_many_memories_each_count_once(
 # --- killed connections (PostgreSQL) ------------------------------------------------------
 
 
-@dataclass
-class Storm:
-    """What the clients saw: statuses, failures and the writes that were acknowledged."""
-
-    allowed: frozenset[int]
-    """Statuses that count as an answer besides a success (503, while connections die)."""
-    statuses: Counter[int] = field(default_factory=Counter)
-    failures: list[str] = field(default_factory=list)
-    """Answers neither a success nor allowed, and requests that got no answer."""
-    written: dict[str, str] = field(default_factory=dict)
-    """key -> content of every write that was acknowledged (200 or 201)."""
-
-    async def call(
-        self, request: Awaitable[httpx.Response], *, html: bool = False
-    ) -> httpx.Response | None:
-        """Send request and note what came back; the response if it was a success."""
-        try:
-            response = await request
-        except httpx.HTTPError as exc:
-            self.failures.append(f"no answer: {exc!r}")
-            return None
-        self.statuses[response.status_code] += 1
-        if response.status_code < 300:
-            return response
-        if response.status_code not in self.allowed:
-            self.failures.append(f"{response.status_code}: {response.text[:300]}")
-        elif html and "The database is unavailable" not in parse(response).get_text():
-            self.failures.append(f"a 503 page without its message: {response.text[:300]}")
-        elif not html and "database is unavailable" not in response.json()["detail"]:
-            self.failures.append(f"a 503 without its message: {response.text[:300]}")
-        return None
+async def _shape(engine: AsyncEngine) -> dict[str, object]:
+    """What a failed import must leave as it was: the rows and the indexes."""
+    async with engine.connect() as connection:
+        counts = {
+            table: (await connection.exec_driver_sql(f"SELECT count(*) FROM {table}")).scalar()
+            for table in ("long_term_memory", "memory_event", "users", "embedding_queue")
+        }
+        if engine.dialect.name == "sqlite":
+            listed = "SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name"
+        else:
+            listed = "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
+        indexes = list((await connection.exec_driver_sql(listed)).scalars())
+    return {"counts": counts, "indexes": indexes}
 
 
-async def _kill_backends(database: str, stop: asyncio.Event) -> int:
-    """pg_terminate_backend on every connection to database every KILL_EVERY seconds,
-    until stop; how many it ended."""
-    killer = await asyncpg.connect(_asyncpg_dsn(postgres_admin_url()), timeout=5)
-    killed = 0
-    try:
-        while not stop.is_set():
-            killed += await killer.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = $1 AND pid <> pg_backend_pid()",
-                database,
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), KILL_EVERY)
-    finally:
-        await killer.close()
-    return killed
-
-
-async def _agent_calls(
-    client: httpx.AsyncClient, agent: Agent, number: int, stop: asyncio.Event, storm: Storm
-) -> None:
-    """One agent's loop until stop: write a new memory, recall, search and list."""
-    headers = {"Authorization": f"Bearer {agent.secret}"}
-    sent = 0
-    while not stop.is_set():
-        sent += 1
-        key, content = f"storm-{number}-{sent}", f"written by client {number}, request {sent}"
-        body = {"namespace": "storm", "key": key, "content": content}
-        if await storm.call(client.put("/api/v1/memories", json=body, headers=headers)):
-            storm.written[key] = content
-        recalled = {"namespace": "facts", "key": "m0"}
-        await storm.call(client.get("/api/v1/recall", params=recalled, headers=headers))
-        await storm.call(client.post("/api/v1/search", json={"query": "tea"}, headers=headers))
-        await storm.call(client.get("/api/v1/memories", params={"limit": 5}, headers=headers))
-
-
-async def _browsing(visitor: Visitor, stop: asyncio.Event, storm: Storm) -> None:
-    """A logged-in person's loop until stop: the dashboard and the list of memories."""
-    while not stop.is_set():
-        await storm.call(visitor.get("/"), html=True)
-        await storm.call(visitor.get("/memories"), html=True)
+async def _writing(engine: AsyncEngine, database: Path | None) -> bool:
+    """Whether the import has begun writing: SQLite's WAL has grown, or PostgreSQL runs
+    one of its INSERTs."""
+    if database is not None:
+        wal = database.with_name(database.name + "-wal")
+        return wal.exists() and wal.stat().st_size > 1_000_000
+    async with engine.connect() as connection:
+        busy = await connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND state = 'active' AND query ILIKE 'INSERT%'"
+        )
+        return bool(busy.scalar())
 
 
 @pytest.mark.slow
-async def test_killed_connections_answer_503_or_succeed_and_lose_no_write(
-    db: AsyncEngine, session: AsyncSession, server: Server, settings: Settings
+async def test_an_import_killed_halfway_leaves_the_database_as_before(
+    db: AsyncEngine, settings: Settings, gen_memories: Path, tmp_path: Path
 ) -> None:
-    """8 clients (7 agents, one person at a browser) while, on PostgreSQL, the app's
-    connections are ended with pg_terminate_backend every 250 ms: each request succeeds or
-    answers 503 with its message (JSON for the API, the error page for the browser), none
-    gets a 500 or no answer, every acknowledged write is kept, and the app serves normally
-    afterwards. On SQLite, nothing is killed, and every request must succeed."""
-    killing = not settings.is_sqlite
-    agent = await make_agent(session, memories=1)
-    user = await make_user(session)
-    storm = Storm(allowed=frozenset({503}) if killing else frozenset())
-    stop = asyncio.Event()
-    async with open_client(server) as client, open_client(server) as browser:
-        visitor = Visitor(browser)
-        assert (await visitor.log_in(user.username)).status_code == 303
-        killer = asyncio.create_task(
-            _kill_backends(make_url(settings.database_url).database or "", stop)
-            if killing
-            else stop.wait()
+    """`memory-admin import` ended with SIGKILL while it writes: no memory, event, user or
+    queued vector of it stays, and the indexes it set aside for a load into an empty
+    table are all there."""
+    data = tmp_path / "memories.jsonl"
+    with data.open("wb") as out:
+        subprocess.run(
+            [sys.executable, str(gen_memories), "--memories", "60000"], stdout=out, check=True
         )
-        loops = [_agent_calls(client, agent, number, stop, storm) for number in range(7)]
-        tasks = [asyncio.create_task(loop) for loop in [*loops, _browsing(visitor, stop, storm)]]
-        await asyncio.sleep(STORM_SECONDS)
-        stop.set()
-        await asyncio.gather(*tasks)
-        killed = await killer
-    assert storm.failures == [], (storm.statuses, storm.failures[:5], server.output()[-3000:])
-    assert storm.written, storm.statuses
-    if killing:
-        assert killed, "no connection was killed"
-    stored = await stored_contents(db, "storm")
-    lost = {key for key, content in storm.written.items() if stored.get(key) != content}
-    assert lost == set(), f"{len(lost)} of {len(storm.written)} acknowledged writes lost"
-    async with open_client(server) as client:  # recovered: every request succeeds again
-        assert_all_ok(await recall_all(client, agent, ["m0"] * 20), server)
-
-
-async def stored_contents(db: AsyncEngine, namespace: str) -> dict[str, str]:
-    """key -> content of the memories in namespace, as the database holds them."""
-    query = select(LongTermMemory.key, LongTermMemory.content).where(
-        LongTermMemory.namespace == namespace
+    before = await _shape(db)
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "SECRET_KEY": "faults-secret"}
+    env.pop("MEMORY_ADMIN_DEBUG", None)
+    importing = subprocess.Popen(
+        [sys.executable, "-m", "webapp.cli", "import", str(data)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    async with create_sessionmaker(db)() as session:
-        return dict((await session.execute(query)).all())
+    database = settings.sqlite_path
+    deadline = time.monotonic() + 120
+    while not await _writing(db, database):
+        assert importing.poll() is None, "the import ended before it was killed: use more rows"
+        assert time.monotonic() < deadline, "the import never began writing"
+        await asyncio.sleep(0.05)
+    importing.kill()
+    importing.wait(timeout=30)
+    assert await _shape(db) == before
