@@ -244,10 +244,8 @@ def main() -> None:
         token = prepare(url)
         ids = asyncio.run(memory_ids(url))
         for workers in args.workers:
-            with (
-                tempfile.TemporaryDirectory() as logs,
-                serving(url, SECRET, Path(logs), workers=workers) as server,
-            ):
+            logs = Path(tempfile.mkdtemp(prefix="ma-bench-load-"))
+            with serving(url, SECRET, logs, workers=workers) as server:
                 r = asyncio.run(run(server, token, ids, args))
             ratio = r["rss_end_mb"] / r["rss_warm_mb"]
             failed |= bool(r["errors"]) or ratio > 1.10
@@ -259,7 +257,7 @@ def main() -> None:
                 flush=True,
             )
             if r["errors"]:
-                print(f"  errors: {r['error_kinds']}")
+                print(f"  errors: {r['error_kinds']}; the server's log: {logs / 'serve.log'}")
             kinds = r["by_kind"].items()  # type: ignore[attr-defined]
             print("  " + "; ".join(f"{k} {n} x {p50:.0f}/{p99:.0f}" for k, (n, p50, p99) in kinds))
     raise SystemExit(1 if failed else 0)

@@ -19,7 +19,7 @@ from webapp.db import Database, create_engine
 from webapp.errors import ImportFailed
 from webapp.models import LongTermMemory, MemoryEvent, User
 from webapp.services import transfer
-from webapp.services.transfer import reading
+from webapp.services.transfer import importer, reading
 from webapp.services.users import verify_password
 from webapp.settings import Settings
 
@@ -309,3 +309,25 @@ async def test_indexes_deferred_into_an_empty_table_are_all_back(
     report = await run_import(db, jsonl(record(key="k1", content="new"), record(key="extra")))
     assert report.created + report.updated == 2
     assert await migrate.schema_differences(db) == []
+
+
+async def test_a_large_import_leaves_the_planner_statistics_and_postgresqls_visibility_map(
+    db: AsyncEngine,
+) -> None:
+    """After ANALYZE_AFTER_ROWS rows the tables are analysed, and on PostgreSQL vacuumed:
+    until a vacuum marks the new pages all-visible, counting them (the dashboard, the
+    users page) reads the whole table, and autovacuum may be off or far behind."""
+    rows = importer.ANALYZE_AFTER_ROWS
+    await run_import(db, jsonl(*(record(key=f"k{i}") for i in range(rows))))
+    async with db.connect() as conn:
+        if db.dialect.name == "sqlite":
+            analysed = "SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'long_term_memory'"
+            assert (await conn.exec_driver_sql(analysed)).scalar()
+            return
+        seen = await conn.exec_driver_sql(
+            "SELECT reltuples, relallvisible, relpages FROM pg_class"
+            " WHERE relname = 'long_term_memory'"
+        )
+        tuples, visible, pages = seen.one()
+    assert tuples >= rows
+    assert pages > 0 and visible == pages

@@ -280,15 +280,25 @@ async def _refresh_statistics(engine: AsyncEngine) -> None:
     key through the (user_id, namespace) index and filters the rest, a scan that grows
     with the table. SQLite reads every index in full (under a second for a million
     rows): sampled statistics made it pick the wrong index for Trash.
+
+    PostgreSQL gets VACUUM (ANALYZE): until a vacuum marks the new pages all-visible, an
+    index-only scan reads the table too, and counting a million imported rows took 0.7 s
+    instead of 0.09 s (the dashboard and the users page count that way). Where
+    autovacuum is off, or behind, that lasted until someone ran VACUUM by hand.
     """
     sqlite = engine.dialect.name == "sqlite"
     tables = ["long_term_memory", "memory_event", *([fulltext.TAG_TABLE] if sqlite else [])]
+    if not sqlite:
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")  # VACUUM needs it
+            for table in tables:
+                await conn.exec_driver_sql(f"VACUUM (ANALYZE) {table}")
+        return
     async with engine.connect() as conn:
-        if sqlite:  # ANALYZE reads every index once: no use mapping them into our memory
-            mapped = (await conn.exec_driver_sql("PRAGMA mmap_size")).scalar_one()
-            await conn.exec_driver_sql("PRAGMA mmap_size = 0")
+        # ANALYZE reads every index once: no use mapping them into our memory
+        mapped = (await conn.exec_driver_sql("PRAGMA mmap_size")).scalar_one()
+        await conn.exec_driver_sql("PRAGMA mmap_size = 0")
         for table in tables:
             await conn.exec_driver_sql(f"ANALYZE {table}")
         await conn.commit()
-        if sqlite:
-            await conn.exec_driver_sql(f"PRAGMA mmap_size = {int(mapped)}")
+        await conn.exec_driver_sql(f"PRAGMA mmap_size = {int(mapped)}")
