@@ -383,3 +383,35 @@ async def test_a_raw_upsert_of_a_queued_memory_queues_it_again(
             await session.execute(upsert, {"user": me.user_id, "content": content, "now": utcnow()})
     assert await queued_ids(database) == {made.memory.id}
     await check_vectors(database)
+
+
+async def test_an_edit_in_progress_does_not_hold_up_the_vector_of_its_memory(
+    database: Database, me: Principal
+) -> None:
+    """While an edit holds a memory (memories._locked), the embedder can still write
+    the memory's vector: its foreign key check must not wait for the edit. When it did
+    (FOR UPDATE), an upsert and the embedder deadlocked under load on PostgreSQL, and the
+    upsert answered 500. (SQLite has one writer at a time: nothing to check there.)"""
+    if database.dialect != "postgresql":
+        pytest.skip("row locks are PostgreSQL's")
+    made = await memories.remember(
+        database, principal=me, data=MemoryCreate(namespace="n", key="held", content="Text.")
+    )
+    memory_id = made.memory.id
+    await drain_all(database)
+    vector = embeddings.pack(embeddings.get_embedder().embed(["Text."])[0])
+    async with database.write() as session:  # the embedder's turn: write a new vector
+        await session.execute(MemoryEmbedding.__table__.delete())  # type: ignore[attr-defined]
+    async with database.write() as editing:
+        assert await memories._locked(editing, _m.id == memory_id) is not None
+        async with database.engine.connect() as embedder:
+            await embedder.exec_driver_sql("SET lock_timeout = '2s'")
+            inserted = await embedder.execute(
+                text(
+                    "INSERT INTO memory_embedding (memory_id, user_id, model, vector) "
+                    "VALUES (:m, :u, 'test', :v) RETURNING seq"
+                ),
+                {"m": memory_id, "u": me.user_id, "v": vector},
+            )
+            assert inserted.scalar() is not None
+            await embedder.rollback()

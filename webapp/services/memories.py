@@ -55,8 +55,14 @@ def _not_found(memory_id: int | None = None) -> NotFound:
 
 
 async def _locked(session: AsyncSession, *conditions: ColumnElement[bool]) -> LongTermMemory | None:
-    """The one memory matching conditions, locked for this transaction on PostgreSQL."""
-    query = select(LongTermMemory).where(*conditions).with_for_update()
+    """The one memory matching conditions, locked for this transaction on PostgreSQL.
+
+    FOR NO KEY UPDATE, not FOR UPDATE: edits still wait for each other, but the foreign
+    key checks of rows that point at the memory (its vector, written by the embedder)
+    do not wait for the edit. With FOR UPDATE an upsert and the embedder deadlocked
+    under load: the upsert held the memory and waited to queue it for a new vector,
+    while the embedder held that queue entry and waited to check the memory's key."""
+    query = select(LongTermMemory).where(*conditions).with_for_update(key_share=True)
     return (await session.execute(query)).scalar_one_or_none()
 
 
