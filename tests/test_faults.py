@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import select
@@ -118,6 +119,13 @@ async def test_a_request_takes_one_pooled_connection_at_most(
     assert await access_counts(db, agent.memory_ids) == {agent.memory_ids[0]: 20}
 
 
+def _caused_by(error: Exception, which: str) -> Exception:
+    """error as SQLAlchemy raises it from asyncpg's deadlock or serialization failure."""
+    cause = asyncpg.DeadlockDetectedError if which == "deadlock" else asyncpg.SerializationError
+    error.__cause__ = cause("ended to let another transaction go on")
+    return error
+
+
 @pytest.mark.parametrize(
     ("error", "unavailable"),
     [
@@ -128,6 +136,8 @@ async def test_a_request_takes_one_pooled_connection_at_most(
         (DBAPIError("SELECT 1", {}, Exception("closed"), connection_invalidated=True), True),
         (DBAPIError("SELECT 1", {}, Exception("syntax error")), False),
         (IntegrityError("INSERT", {}, Exception("duplicate key")), False),
+        (_caused_by(DBAPIError("UPDATE", {}, Exception("deadlock detected")), "deadlock"), True),
+        (_caused_by(DBAPIError("UPDATE", {}, Exception("could not serialize")), "serial"), True),
     ],
 )
 def test_which_errors_mean_the_database_is_unavailable(error: Exception, unavailable: bool) -> None:

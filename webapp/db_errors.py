@@ -32,6 +32,11 @@ state 12; another operation (2) is in progress', and a pre-ping that failed that
 raised instead of replacing the connection."""
 
 
+_TRANSIENT = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+"""PostgreSQL ended the transaction to let another go on: nothing was written, and the
+same request may well succeed at once. A 503 says so; a 500 said it was a bug."""
+
+
 def discard_lost_connections(engine: AsyncEngine) -> None:
     """Make the pool invalidate (close and replace) a PostgreSQL connection whose error
     means it is lost, pre-pings included, and mark the error `connection_invalidated`.
@@ -62,6 +67,8 @@ def is_unavailable(error: BaseException) -> bool:
     """True when error means the database cannot serve now (a 503: retry later):
     unreachable, locked (SQLite), out of pooled connections, or the connection was lost."""
     if isinstance(error, OperationalError | PoolTimeout | OSError):
+        return True
+    if any(isinstance(cause, _TRANSIENT) for cause in _causes(error)):
         return True
     return isinstance(error, DBAPIError) and error.connection_invalidated
 
