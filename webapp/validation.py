@@ -196,7 +196,7 @@ def parse_utc(value: str | datetime | None, field: str) -> datetime | None:
         raise ValueError(f"{field} must be an ISO-8601 timestamp string or null")
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError(f"{field} must carry a timezone (e.g. a trailing 'Z'): {value!r}")
-    return parsed.astimezone(UTC)
+    return _in_utc(parsed, field)
 
 
 def ensure_utc(value: datetime | None) -> datetime | None:
@@ -205,4 +205,13 @@ def ensure_utc(value: datetime | None) -> datetime | None:
         return None
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("datetimes must be timezone-aware")
-    return value.astimezone(UTC)
+    return _in_utc(value, "datetime")
+
+
+def _in_utc(value: datetime, field: str) -> datetime:
+    """value in UTC; ValueError (not OverflowError, which pydantic lets through as a 500)
+    when UTC's wall clock is past year 9999 or before year 1, as 9999-12-31T23:00-05:00 is."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{field} is out of range (years 1 to 9999 in UTC)") from None
