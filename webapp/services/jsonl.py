@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from webapp.formats import dump_json, format_time, sqlite_datetime_text
+from webapp.ids import INT4_MAX
 from webapp.validation import (
     parse_utc,
     validate_content,
@@ -106,8 +107,10 @@ class RecordParser:
         tags = validate_tags(record.get("tags"))
         importance = validate_importance(record.get("importance", 0.5))
         access_count = record.get("access_count", 0)
-        if type(access_count) is not int or access_count < 0:
-            raise ValueError("access_count must be a whole number >= 0")
+        # A 32-bit column on PostgreSQL, and the same rule on SQLite: a larger count was
+        # the database driver's OverflowError, without the line's number.
+        if type(access_count) is not int or not 0 <= access_count <= INT4_MAX:
+            raise ValueError(f"access_count must be a whole number from 0 to {INT4_MAX:,}")
         is_deleted = record.get("is_deleted", False)
         if type(is_deleted) is not bool:
             raise ValueError("is_deleted must be true or false")
