@@ -39,7 +39,11 @@ def hash_token(secret: str) -> str:
     """The stored form of a token secret.
 
     A fast hash is right here: secrets are 256 random bits, so there is nothing to
-    brute-force, and every API request has to look its token up.
+    brute-force, and every API request has to look its token up. The lookup is an
+    equality on this hash in the database, not a constant-time comparison, and that is
+    safe: the index's timing could at most tell how much of a stored hash a guess's hash
+    shares, and an attacker cannot steer SHA-256's output toward a prefix, nor learn the
+    secret from its hash (SECURITY.md, "Comparing secrets").
     """
     return hashlib.sha256(secret.encode()).hexdigest()
 

@@ -16,6 +16,7 @@ IMPORT_STALE_HOURS is removed the next time an upload is stored or listed.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -72,7 +73,15 @@ def import_dir(settings: Settings) -> Path:
 
 
 def _session_tag(csrf_token: str) -> str:
+    """What an upload keeps of the session that made it: a hash, not the CSRF token."""
     return hashlib.sha256(csrf_token.encode()).hexdigest()
+
+
+def _owned_by(owner: dict[str, Any], principal: Principal, csrf_token: str) -> bool:
+    """Whether an upload's owner record is this user's in this session; the session tags
+    are compared in constant time (hmac.compare_digest), as every secret is."""
+    same_session = hmac.compare_digest(str(owner.get("session", "")), _session_tag(csrf_token))
+    return owner.get("user_id") == principal.user_id and same_session
 
 
 def _paths(settings: Settings, upload_id: str) -> tuple[Path, Path]:
@@ -170,7 +179,7 @@ def load_upload(
     except (OSError, ValueError):
         raise NotFound("no such upload (it was imported, discarded or has expired)") from None
     owner = stored["owner"]
-    if owner["user_id"] != principal.user_id or owner["session"] != _session_tag(csrf_token):
+    if not _owned_by(owner, principal, csrf_token):
         raise NotFound("no such upload (it was imported, discarded or has expired)")
     report = stored["report"]
     report["rejected"] = [tuple(item) for item in report["rejected"]]
