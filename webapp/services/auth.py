@@ -60,6 +60,13 @@ class SignedIn:
 
 
 def _session_id(secret: str) -> str:
+    """A session's key in web_session: the SHA-256 of the cookie's 256-bit random secret.
+
+    Sessions are found by an equality on this hash in the database, not by a
+    constant-time comparison, and that is safe: an attacker cannot steer the hash of
+    what they send toward a stored one, nor get the secret back from a hash
+    (SECURITY.md, "Comparing secrets").
+    """
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
