@@ -186,6 +186,38 @@ async def test_a_post_without_the_csrf_token_changes_nothing(
     assert await _user(session, "carol") is None
 
 
+async def test_a_new_password_ends_the_users_sessions_only(
+    session: AsyncSession,
+    open_visitor: Callable[[], Visitor],
+    new_agent: NewAgent,
+) -> None:
+    """A reset password may be because the old one leaked: every browser logged in as the
+    user is logged out (ASVS: sessions end on a password change); other users' sessions
+    and the user's API tokens (separate credentials) go on."""
+    admin = open_visitor()
+    await make_user(session, username="root", is_admin=True)
+    await admin.log_in("root")
+    agent = await new_agent("ann")
+    ann, ann_elsewhere, bob = open_visitor(), open_visitor(), open_visitor()
+    await make_user(session, username="bob")
+    for browser, name in ((ann, "ann"), (ann_elsewhere, "ann"), (bob, "bob")):
+        assert (await browser.log_in(name)).status_code == 303
+
+    done = await admin.post(
+        "/users/ann/password", {"password": NEW_PASSWORD, "password_again": NEW_PASSWORD}
+    )
+
+    assert done.status_code == 303
+    for browser in (ann, ann_elsewhere):
+        gone = await browser.get("/memories")
+        assert gone.status_code == 303 and gone.headers["location"].startswith("/login")
+    assert (await bob.get("/memories")).status_code == 200
+    assert (await admin.get("/users/ann")).status_code == 200
+    assert (await agent.client.get("/memories")).status_code == 200
+    assert (await ann.log_in("ann")).status_code == 400, "the old password is refused"
+    assert (await ann.log_in("ann", NEW_PASSWORD)).status_code == 303
+
+
 async def test_deactivate_logs_out_at_once_and_refuses_tokens_until_reactivated(
     session: AsyncSession,
     open_visitor: Callable[[], Visitor],

@@ -133,12 +133,16 @@ async def people_page(
 
 
 async def set_password(db: Database, *, username: str, data: PasswordSet | str) -> User:
-    """Give the user a new password (a PasswordSet typed twice, or an already checked one)."""
+    """Give the user a new password (a PasswordSet typed twice, or an already checked one)
+    and end their sessions in the same transaction: a password is reset because the old
+    one may be known, so no browser logged in with it stays in. API tokens are separate
+    credentials and keep working (revoke them on the tokens page)."""
     password = data.password if isinstance(data, PasswordSet) else data
     password_hash = hash_password(password)
     async with db.write() as session:
         user = await _user_to_change(session, username)
         user.password_hash = password_hash
+        await session.execute(delete(WebSession).where(col(WebSession.user_id) == user.id))
     return user
 
 
