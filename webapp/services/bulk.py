@@ -147,7 +147,10 @@ def checked_value(action: BulkAction, value: Any) -> Any:
     if action is BulkAction.set_expiry:
         if value is not None and not isinstance(value, datetime):
             raise InvalidInput("expiry: enter a date and time, or never")
-        return ensure_utc(value)
+        try:
+            return ensure_utc(value)
+        except ValueError as exc:  # past year 9999 in UTC, say
+            raise InvalidInput(f"expiry: {exc}") from None
     return None
 
 
