@@ -30,6 +30,7 @@ from webapp.validation import (
     current_content_limit,
     ensure_utc,
     validate_content,
+    validate_email,
     validate_importance,
     validate_key,
     validate_namespace,
@@ -57,6 +58,7 @@ Content = Annotated[str, AfterValidator(_content_rule)]
 Tags = Annotated[list[str], BeforeValidator(validate_tags)]
 Importance = Annotated[float, BeforeValidator(validate_importance)]
 Username = Annotated[str, AfterValidator(validate_username)]
+Email = Annotated[str, AfterValidator(validate_email)]
 AwareDatetime = Annotated[datetime, AfterValidator(ensure_utc)]
 
 
@@ -71,7 +73,7 @@ class UserBase(SQLModel):
     """Fields of a user that an admin may set."""
 
     username: Username = Field(max_length=150, sa_column_kwargs={"unique": True})
-    email: str | None = Field(default=None, max_length=320)
+    email: Email | None = Field(default=None, max_length=320)
     is_admin: bool = False
     is_active: bool = True
 

@@ -181,6 +181,22 @@ def validate_username(value: str) -> str:
     return value
 
 
+EMAIL_MAX_CHARS = 320
+
+
+def validate_email(value: str) -> str:
+    """Return an e-mail address as given if it looks like one: up to 320 printable
+    characters, no spaces, an '@' with something on each side (delivery is not checked)."""
+    if not isinstance(value, str):
+        raise ValueError("email must be a string")
+    if len(value) > EMAIL_MAX_CHARS:
+        raise ValueError(f"email is longer than {EMAIL_MAX_CHARS} characters")
+    local, at, domain = value.rpartition("@")
+    if not (local and at and domain) or not value.isprintable() or " " in value:
+        raise ValueError("email must be an address like name@example.org")
+    return value
+
+
 def parse_utc(value: str | datetime | None, field: str) -> datetime | None:
     """Parse an ISO-8601 timestamp with an explicit offset (or `Z`) into an aware UTC datetime."""
     if value is None:
