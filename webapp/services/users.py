@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, ScalarSelect, bindparam, func, select
+from sqlalchemy import ColumnElement, ScalarSelect, bindparam, false, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -83,6 +83,8 @@ async def count_users(db: Database, *, search: str | None = None) -> int:
 
 def _matching(search: str) -> ColumnElement[bool]:
     """Users whose username or email holds search (LIKE's wildcards taken literally)."""
+    if "\x00" in search:  # no username or address holds one, and PostgreSQL refuses it
+        return false()
     pattern = (
         "%" + search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     )
@@ -149,6 +151,8 @@ async def list_users(
     called `exact` if given. The counts are
     grouped counts of these users' rows, answered from indexes alone.
     """
+    # A position is a username, which holds no NUL (and PostgreSQL refuses one in a query).
+    after, before = (None if text is None else text.replace("\x00", "") for text in (after, before))
     name = col(User.username)
     query = select(User).order_by(name.desc() if before is not None else name).limit(limit)
     if search:
