@@ -9,6 +9,8 @@ it fails instead: CI must never pass by skipping.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import asynccontextmanager
@@ -169,6 +171,15 @@ def gen_memories() -> Iterator[Path]:
     if not GEN_MEMORIES.exists():
         pytest.fail(f"dataset generator not found at {GEN_MEMORIES}")
     yield GEN_MEMORIES
+
+
+def generate(generator: Path, into: Path, *options: str) -> Path:
+    """Run the dataset generator (the gen_memories fixture) with options into a file."""
+    with into.open("wb") as out:
+        subprocess.run(
+            [sys.executable, str(generator), *options], stdout=out, check=True, timeout=300
+        )
+    return into
 
 
 # --- browser tests: the live server, Debian's Chromium, htmx served offline ---------------

@@ -7,8 +7,6 @@ import asyncio
 import contextlib
 import shutil
 import sqlite3
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.cli_support import assert_one_line_error, invoke_cli, records
+from tests.conftest import generate
 from webapp.db import Database, create_engine
 from webapp.models import LongTermMemory, MemoryCreate, MemoryEvent, User
 from webapp.services import memories
@@ -38,13 +37,7 @@ def loaded(gen_memories: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     works on a copy."""
     folder = tmp_path_factory.mktemp("loaded")
     path, data = folder / "memory_admin.db", folder / "memories.jsonl"
-    with data.open("wb") as out:
-        subprocess.run(
-            [sys.executable, str(gen_memories), "--memories", str(ROWS), "--users", "20"],
-            stdout=out,
-            check=True,
-            timeout=120,
-        )
+    generate(gen_memories, data, "--memories", str(ROWS), "--users", "20")
     for args in (("migrate",), ("import", str(data))):
         result = invoke_cli(*args, database_url=sqlite_url(path), cwd=folder)
         assert result.code == 0, result

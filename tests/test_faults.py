@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from tests.conftest import generate
 from tests.factories import make_memory, make_token, make_user
 from tests.serve_support import Server, open_client, serving
 from webapp.db import create_sessionmaker
@@ -209,11 +210,7 @@ async def test_an_import_killed_halfway_leaves_the_database_as_before(
     """`memory-admin import` ended with SIGKILL while it writes: no memory, event, user or
     queued vector of it stays, and the indexes it set aside for a load into an empty
     table are all there."""
-    data = tmp_path / "memories.jsonl"
-    with data.open("wb") as out:
-        subprocess.run(
-            [sys.executable, str(gen_memories), "--memories", "60000"], stdout=out, check=True
-        )
+    data = generate(gen_memories, tmp_path / "memories.jsonl", "--memories", "60000")
     before = await _shape(db)
     env = {**os.environ, "DATABASE_URL": settings.database_url, "SECRET_KEY": "faults-secret"}
     env.pop("MEMORY_ADMIN_DEBUG", None)

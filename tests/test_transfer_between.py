@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.cli_support import invoke_cli, records
-from tests.conftest import postgres_database
+from tests.conftest import generate, postgres_database
 
 pytestmark = pytest.mark.slow
 
@@ -26,14 +24,9 @@ def run(*args: str, url: str, cwd: Path) -> str:
 async def test_sqlite_to_postgresql_and_back_keeps_every_memory_as_it_was(
     gen_memories: Path, tmp_path: Path
 ) -> None:
-    generated = tmp_path / "generated.jsonl"
-    with generated.open("wb") as out:
-        subprocess.run(
-            [sys.executable, str(gen_memories), "--memories", str(ROWS), "--seed", "7"],
-            stdout=out,
-            check=True,
-            timeout=300,
-        )
+    generated = generate(
+        gen_memories, tmp_path / "generated.jsonl", "--memories", str(ROWS), "--seed", "7"
+    )
     first_sqlite = f"sqlite+aiosqlite:///{tmp_path / 'first.db'}"
     second_sqlite = f"sqlite+aiosqlite:///{tmp_path / 'second.db'}"
     from_sqlite, from_postgres, back = (tmp_path / f"{n}.jsonl" for n in ("a", "b", "c"))
