@@ -20,18 +20,19 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlmodel import col
 
 from tests.conftest import generate
 from tests.factories import make_memory, make_token, make_user
 from tests.serve_support import Server, open_client, serving
-from webapp.db import create_sessionmaker
+from webapp.db import Database, create_engine, create_sessionmaker
 from webapp.db_errors import is_unavailable
 from webapp.main import create_app
-from webapp.models import LongTermMemory
+from webapp.models import LongTermMemory, User
 from webapp.settings import Settings
 
 STORM_SECONDS = 8.0
@@ -118,6 +119,43 @@ async def test_a_request_takes_one_pooled_connection_at_most(
         await app.state.engine.dispose()
     assert_all_ok(responses)
     assert await access_counts(db, agent.memory_ids) == {agent.memory_ids[0]: 20}
+
+
+async def test_a_writer_waiting_for_a_connection_never_holds_up_the_others(
+    session: AsyncSession, settings: Settings
+) -> None:
+    """A request holds the only pooled connection and then writes, while a background
+    writer (outside any request, as the embedder writes) waits for a connection: both
+    finish. A writer that took its turn before its connection waited for one the request
+    held, while the request waited for the turn, until the pool timed out."""
+    user = await make_user(session)
+    one = settings.model_copy(
+        update={"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 5.0}
+    )
+    database = Database(create_engine(one))
+    request_reading, stamped = asyncio.Event(), update(User).where(col(User.id) == user.id)
+
+    async def request() -> None:
+        async with database.pinned_reads():
+            async with database.read() as reading:
+                await reading.execute(select(User.id))
+            request_reading.set()
+            await asyncio.sleep(0.2)  # the background writer is waiting meanwhile
+            async with database.write() as writing:
+                await writing.execute(stamped.values(email="request@example.org"))
+
+    async def background() -> None:
+        await request_reading.wait()
+        async with database.write() as writing:
+            await writing.execute(stamped.values(email="background@example.org"))
+
+    try:
+        await asyncio.wait_for(asyncio.gather(request(), background()), timeout=4)
+        async with database.read() as reading:
+            email = await reading.execute(select(User.email).where(col(User.id) == user.id))
+            assert email.scalar_one() == "background@example.org"
+    finally:
+        await database.engine.dispose()
 
 
 def _caused_by(error: Exception, which: str) -> Exception:

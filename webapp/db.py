@@ -141,7 +141,17 @@ async def write_session(
 ) -> AsyncIterator[AsyncSession]:
     """A session in a write transaction (BEGIN IMMEDIATE on SQLite), committed on success."""
     engine = sessionmaker.kw["bind"]
-    async with write_connection(engine) as conn, sessionmaker(bind=conn) as session:
+    async with engine.connect() as conn, _write_transaction(conn, sessionmaker) as session:
+        yield session
+
+
+@asynccontextmanager
+async def _write_transaction(
+    conn: AsyncConnection, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[AsyncSession]:
+    """A session in a write transaction on conn, already checked out of the pool."""
+    conn = await conn.execution_options(**{WRITE_OPTION: True})
+    async with conn.begin(), sessionmaker(bind=conn) as session:
         yield session
         await _flush_pending(session)
 
@@ -349,15 +359,20 @@ class Database:
             async with self.read() as session:
                 yield session
             return
-        async with self._one_writer or nullcontext():
-            connection = await self._pinned_connection()
-            writing = (
-                write_session(self.sessionmaker)
-                if connection is None
-                else self._write_on(connection, self.sessionmaker)
-            )
-            async with writing as session:
-                yield session
+        # The connection first, then the turn: a writer that waited for a pooled
+        # connection while holding the turn deadlocked with requests holding every pooled
+        # connection while waiting for the turn (the background embedder's write, outside
+        # pinned_reads, during 100 recalls at once: 60 s, then 503s).
+        connection = await self._pinned_connection()
+        if connection is not None:
+            async with self._one_writer or nullcontext():
+                async with self._write_on(connection, self.sessionmaker) as session:
+                    yield session
+            return
+        async with self.engine.connect() as unpinned:
+            async with self._one_writer or nullcontext():
+                async with _write_transaction(unpinned, self.sessionmaker) as session:
+                    yield session
 
 
 def _current_task() -> asyncio.Task[Any] | None:
