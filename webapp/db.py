@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext, suppress
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, nullcontext, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -328,6 +328,18 @@ class Database:
             _pinned_reads.reset(token)
             if pinned.connection is not None:
                 await pinned.connection.close()
+
+    @contextmanager
+    def unpinned_reads(self) -> Iterator[None]:
+        """Inside pinned_reads(), let the block's reads take a connection of their own,
+        handed back at once: for a request that passes its work to another task (MCP's
+        tool calls run in the SDK's tasks), whose pinned connection would otherwise sit
+        idle while that task takes a second one."""
+        token = _pinned_reads.set(None)
+        try:
+            yield
+        finally:
+            _pinned_reads.reset(token)
 
     @asynccontextmanager
     async def write(self, *, one_statement: bool = False) -> AsyncIterator[AsyncSession]:

@@ -23,6 +23,13 @@ class Conflict(MemoryAdminError):
     status_code = 409
 
 
+class Unauthorized(MemoryAdminError):
+    """No bearer token, or one that is unknown or revoked (the API and MCP over HTTP)."""
+
+    status_code = 401
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
 class InvalidInput(MemoryAdminError):
     """A value breaks a field rule (validation.py) or a filter is malformed."""
 

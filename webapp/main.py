@@ -19,12 +19,14 @@ from jinja2_fragments.fastapi import Jinja2Blocks
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from webapp import __version__
 from webapp.api import mount_api, validation_status
 from webapp.db import Database, create_engine
 from webapp.db_errors import is_unavailable, unavailable_message
 from webapp.errors import MemoryAdminError
+from webapp.mcp_server.http import MCP_PATH, McpEndpoint
 from webapp.paths import resource_dir
 from webapp.request_scope import RequestScope
 from webapp.services import vector_index, vectors
@@ -61,13 +63,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     db = Database(engine, search_language=settings.search_language)
     traffic = Traffic()
     vector_index.use_one_blas_thread()
+    mcp = McpEndpoint(
+        db, content_max_bytes=settings.content_max_bytes, max_body_bytes=settings.max_body_bytes
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         embedder = None
         if settings.background_embedding:
             embedder = asyncio.create_task(_embed_in_background(db, traffic))
-        yield
+        async with mcp.running():
+            yield
         if embedder is not None:
             embedder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -97,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _add_error_handlers(app)
     mount_admin_app(app, settings, secret_key)
     mount_api(app)
+    # An ASGI app as a Route's endpoint: /mcp itself, where a Mount would redirect to /mcp/.
+    app.router.routes.append(Route(MCP_PATH, mcp, methods=["GET", "POST", "DELETE"], name="mcp"))
     app.add_middleware(
         RequestScope,
         database=app.state.db,

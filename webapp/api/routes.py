@@ -20,8 +20,7 @@ from webapp.api.schemas import (
     SearchRequestBody,
     SearchResults,
 )
-from webapp.db import Database
-from webapp.errors import InvalidInput, MemoryAdminError, NotFound
+from webapp.errors import InvalidInput, MemoryAdminError
 from webapp.ids import INT4_MAX
 from webapp.models import BrowseQuery, ContextRequest, Importance, MemoryKey, Namespace
 from webapp.request_scope import DatabaseDep, database
@@ -39,8 +38,8 @@ from webapp.services.memories import (
 from webapp.services.namespaces import namespace_health
 from webapp.services.principal import Principal
 from webapp.services.search import search
-from webapp.services.tokens import token_principal
-from webapp.services.users import resolve_user
+from webapp.services.tokens import bearer_principal
+from webapp.services.users import act_as
 from webapp.types import utcnow
 from webapp.validation import number_from_text
 
@@ -51,13 +50,6 @@ class ApiError(SQLModel):
     """Every error: a message, or for invalid input the list of what was wrong."""
 
     detail: str | list[dict[str, Any]]
-
-
-class Unauthorized(MemoryAdminError):
-    """No bearer token, or one that is unknown or revoked."""
-
-    status_code = 401
-    headers = {"WWW-Authenticate": "Bearer"}
 
 
 class BadRequest(MemoryAdminError):
@@ -129,24 +121,10 @@ async def _token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """The principal a bearer token acts as; Unauthorized otherwise (never a cookie)."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("send an API token: Authorization: Bearer <token>")
-    principal = await token_principal(database(request), secret=credentials.credentials)
-    if principal is None:
-        raise Unauthorized("the API token is unknown or revoked")
-    return principal
-
-
-async def _act_as(db: Database, principal: Principal, user: str | None) -> Principal:
-    """principal working on its own memories, or (an admin's token) on user's."""
-    if user is None or user == principal.username:
-        if principal.user_id is None:
-            raise NotFound("no such user")
-        return principal.acting_for(principal.user_id)
-    user_id = await resolve_user(db, principal=principal, username=user)
-    if user_id is None:
-        raise NotFound("no such user")
-    return principal.acting_for(user_id)
+    secret = None
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        secret = credentials.credentials
+    return await bearer_principal(database(request), secret=secret)
 
 
 UserParameter = Annotated[
@@ -161,7 +139,7 @@ UserParameter = Annotated[
 async def _acting(
     request: Request, principal: Annotated[Principal, Depends(_token)], user: UserParameter = None
 ) -> Principal:
-    return await _act_as(database(request), principal, user)
+    return await act_as(database(request), principal=principal, username=user)
 
 
 Acting = Annotated[Principal, Depends(_acting)]
@@ -212,7 +190,7 @@ async def list_memories(
 ) -> Any:
     """One page (keyset cursors to the pages before and after it) and a count that is
     exact up to 1,000 (`count_capped` past that). Listing is not an access."""
-    principal = await _act_as(db, token, query.user)
+    principal = await act_as(db, principal=token, username=query.user)
     signer: CursorSigner = request.app.state.cursor_signer
     try:  # the user is the scope now, not a filter
         page = await browse(

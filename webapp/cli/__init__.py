@@ -1,5 +1,5 @@
 """The `memory-admin` command: serve, demo, migrate, users, tokens, import, export, backup,
-embed, erase.
+embed, erase, mcp.
 
 Every failure is one line on standard error and a non-zero exit, never a traceback
 (set MEMORY_ADMIN_DEBUG=1 to see one). The commands live in this package's modules
@@ -18,6 +18,7 @@ from webapp.cli.common import PROG
 from webapp.cli.data import backup, export, import_, migrate, purge
 from webapp.cli.embed import embed
 from webapp.cli.erase import erase_user_command
+from webapp.cli.mcp import mcp
 from webapp.cli.serve import demo, serve
 from webapp.cli.tokens import token
 from webapp.cli.users import createuser, passwd, users
@@ -48,6 +49,7 @@ for _command in (
     backup,
     embed,
     erase_user_command,
+    mcp,
 ):
     cli.add_command(_command)
 

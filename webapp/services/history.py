@@ -182,6 +182,8 @@ def _actor(event: MemoryEvent, names: dict[str, str]) -> Actor:
         return Actor("agent", name, owner=names.get(f"u{event.actor_user_id}") or owner)
     if kind == "operator":
         return Actor("operator", rest or "cli")
+    if not rest and " as " in kind:  # a local agent: `mcp stdio as NAME` (Principal.actor)
+        return Actor("operator", event.actor)
     return Actor("person", names.get(f"u{event.actor_user_id}") or rest or event.actor)
 
 

@@ -279,13 +279,39 @@ async def restore_memory(
     )
 
 
-async def _set_deleted(
-    db: Database, *, principal: Principal, memory_id: int, deleted: bool, expected: int | None
+async def delete_memory_at(
+    db: Database, *, principal: Principal, namespace: str, key: str, owner_id: int | None = None
 ) -> LongTermMemory:
+    """Soft-delete the memory at namespace/key (an agent's `forget`), undoable until purged;
+    NotFound if there is none or it is deleted already."""
+    owner = principal.owner_for(owner_id)
+    return await _set_deleted(
+        db,
+        principal=principal,
+        memory_id=None,
+        deleted=True,
+        expected=None,
+        where=(_c.user_id == owner, _c.namespace == namespace, _c.key == key),
+    )
+
+
+async def _set_deleted(
+    db: Database,
+    *,
+    principal: Principal,
+    memory_id: int | None,
+    deleted: bool,
+    expected: int | None,
+    where: tuple[ColumnElement[bool], ...] = (),
+) -> LongTermMemory:
+    """Soft-delete or restore the memory with memory_id (or, without one, the one where
+    finds), recording the event."""
     now = utcnow()
     currently = _c.is_deleted.is_(false()) if deleted else _c.is_deleted.is_(true())
+    if memory_id is not None:
+        where = (*where, _c.id == memory_id)
     async with db.write() as session:
-        memory = await _locked(session, _c.id == memory_id, principal.visible(), currently)
+        memory = await _locked(session, *where, principal.visible(), currently)
         if memory is None:
             raise _not_found(memory_id)
         _check_version(memory, expected)

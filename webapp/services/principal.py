@@ -21,6 +21,8 @@ class Principal:
     token_id: int | None = None
     scope_user_id: int | None = None
     """Set by acting_for: the one user whose memories this principal works on."""
+    channel: str | None = None
+    """A local agent acting as the user without a token (`mcp stdio`), named by the trail."""
 
     @classmethod
     def operator(cls, name: str = "cli") -> Principal:
@@ -41,11 +43,23 @@ class Principal:
             user_id=user.id, username=user.username, is_admin=user.is_admin, token_id=token.id
         )
 
+    @classmethod
+    def of_local_agent(cls, user: User, channel: str) -> Principal:
+        """An agent started on the server's machine acting as user, with no token (the MCP
+        server over stdio): it works on user's memories only, even an admin's."""
+        assert user.id is not None
+        return cls(
+            user_id=user.id, username=user.username, is_admin=user.is_admin, channel=channel
+        ).acting_for(user.id)
+
     @property
     def actor(self) -> str:
-        """How the audit trail names this principal: `user:NAME` or `token:ID:NAME` (an agent)."""
+        """How the audit trail names this principal: `user:NAME`, `token:ID:NAME` (an agent)
+        or `CHANNEL as NAME` (a local agent: `mcp stdio as NAME`)."""
         if self.token_id is not None:
             return f"token:{self.token_id}:{self.username}"
+        if self.channel is not None:
+            return f"{self.channel} as {self.username}"
         if self.user_id is None:
             return f"operator:{self.username}"
         return f"user:{self.username}"

@@ -11,7 +11,7 @@ from sqlalchemy import Select, bindparam, or_, select, update
 from sqlmodel import col
 
 from webapp.db import Database
-from webapp.errors import Conflict, InvalidInput, NotFound
+from webapp.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from webapp.models import ApiToken, User
 from webapp.services.principal import Principal
 from webapp.types import utcnow
@@ -33,6 +33,10 @@ _TOKEN_USER = (
     )
 )
 """Built once, read as plain columns: every API request looks its token up."""
+
+
+NO_TOKEN = "send an API token: Authorization: Bearer <token>"
+BAD_TOKEN = "the API token is unknown or revoked"
 
 
 def hash_token(secret: str) -> str:
@@ -191,3 +195,14 @@ async def token_principal(db: Database, *, secret: str) -> Principal | None:
                 update(ApiToken).where(col(ApiToken.id) == token_id, stale).values(last_used_at=now)
             )
     return Principal(user_id=user_id, username=username, is_admin=is_admin, token_id=token_id)
+
+
+async def bearer_principal(db: Database, *, secret: str | None) -> Principal:
+    """Who a request's bearer secret acts as (the API and MCP over HTTP alike): Unauthorized
+    when there is none, or it is unknown or revoked, or its user is deactivated."""
+    if not secret:
+        raise Unauthorized(NO_TOKEN)
+    principal = await token_principal(db, secret=secret)
+    if principal is None:
+        raise Unauthorized(BAD_TOKEN)
+    return principal

@@ -118,6 +118,20 @@ async def resolve_user(db: Database, *, principal: Principal, username: str) -> 
     return user_id
 
 
+async def act_as(db: Database, *, principal: Principal, username: str | None) -> Principal:
+    """principal working on its own memories, or (an admin's) on username's: what the API's
+    and MCP's `user=` asks for. An unknown user, or another user for a non-admin, is
+    NotFound, never a refusal that confirms they exist."""
+    if username is None or username == principal.username:
+        if principal.user_id is None:
+            raise NotFound("no such user")
+        return principal.acting_for(principal.user_id)
+    user_id = await resolve_user(db, principal=principal, username=username)
+    if user_id is None:
+        raise NotFound("no such user")
+    return principal.acting_for(user_id)
+
+
 @lru_cache(maxsize=1024)
 def user_id_named(username: str) -> ScalarSelect[int]:
     """The id of the user called username, as a subquery (NULL, matching nothing, for an
