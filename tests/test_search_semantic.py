@@ -324,3 +324,28 @@ async def test_purge_removes_the_vectors(
         ).first()
     assert left is None
     assert victim.id not in {r.memory.id for r in await ask(database, me, PARAPHRASES[0][0])}
+
+
+async def test_similarities_computed_a_slice_at_a_time_are_every_vectors_cosine(
+    database: Database,
+    me: Principal,
+    facts: dict[str, LongTermMemory],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The product runs in slices, letting the event loop turn between them: every
+    vector still gets its own cosine with the query, the last partial slice included."""
+    monkeypatch.setattr(vector_index, "PRODUCT_SLICE", 3)
+    query = await vectors.query_vector("what job do they have")
+    assert me.user_id is not None
+    async with database.read() as session:
+        rows = await session.execute(
+            select(_e.memory_id, _e.vector).where(_e.user_id == me.user_id)
+        )
+        stored = {row.memory_id: row.vector for row in rows}
+    assert len(stored) % 3 != 0, "the last slice should be a partial one"
+    every = await vector_index.get_index().similarities(database, me.user_id, query)
+    expected = {
+        memory_id: float(embeddings.unpack_many([vector])[0] @ query)
+        for memory_id, vector in stored.items()
+    }
+    assert every.of(set(stored)) == pytest.approx(expected, abs=1e-6)
