@@ -36,7 +36,7 @@ from webapp.settings import Settings
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Page
 
-pytest_plugins = ["tests.web_support", "tests.api_support"]
+pytest_plugins = ["tests.web_support", "tests.api_support", "tests.mcp_support"]
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 IN_CI = os.environ.get("CI", "").lower() == "true"

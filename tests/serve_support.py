@@ -35,9 +35,15 @@ class Server:
 
 @contextmanager
 def serving(
-    database_url: str, secret_key: str, log_dir: Path, *, workers: int = 2
+    database_url: str,
+    secret_key: str,
+    log_dir: Path,
+    *,
+    workers: int = 2,
+    environment: dict[str, str] | None = None,
 ) -> Iterator[Server]:
-    """`memory-admin serve --workers N` on a migrated database, until the block ends."""
+    """`memory-admin serve --workers N` on a migrated database, until the block ends;
+    environment: settings of its own (SEMANTIC_SEARCH=false, say)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -51,6 +57,7 @@ def serving(
     # and a new connection over 5 s. A request that waits on a pool nobody gives back (as
     # when each request held one connection while waiting for a second) still fails.
     env["DB_POOL_TIMEOUT"] = env["DB_CONNECT_TIMEOUT"] = "60"
+    env.update(environment or {})
     command = [sys.executable, "-m", "webapp.cli", "serve", "--workers", str(workers)]
     with log.open("wb") as out:
         process = subprocess.Popen(

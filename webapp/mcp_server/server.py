@@ -10,6 +10,7 @@ stdio server was started for (webapp.mcp_server.stdio).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -67,6 +68,12 @@ def _listed(tool: AgentTool) -> types.Tool:
         output_schema=tool.output_schema(),
         annotations=_annotations(tool),
     )
+
+
+def _cancelled() -> bool:
+    """Whether this task is being cancelled (the session is closing)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _failed(message: str) -> types.CallToolResult:
@@ -147,6 +154,8 @@ async def _call(
         logger.exception("database unavailable")
         return _failed(unavailable_message(exc))
     except Exception:
+        if _cancelled():
+            raise  # the client went away mid-call (an error while unwinding): not a bug
         logger.exception("tool %s failed", tool.name)
         return _failed(CRASHED)
     structured = result.model_dump(mode="json")
