@@ -104,7 +104,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mount_admin_app(app, settings, secret_key)
     mount_api(app)
     # An ASGI app as a Route's endpoint: /mcp itself, where a Mount would redirect to /mcp/.
-    app.router.routes.append(Route(MCP_PATH, mcp, methods=["GET", "POST", "DELETE"], name="mcp"))
+    # First in the list: routes are matched in order, and an MCP request that walked past
+    # every page's route first spent 0.5 ms on it (a third of what MCP adds to a call).
+    app.router.routes.insert(0, Route(MCP_PATH, mcp, methods=["GET", "POST", "DELETE"], name="mcp"))
     app.add_middleware(
         RequestScope,
         database=app.state.db,

@@ -94,6 +94,7 @@ def build_server(
     call as in flight (so the background embedder waits its turn)."""
     tools = {tool.name: tool for tool in TOOLS if not (read_only and tool.writes)}
     listed = types.ListToolsResult(tools=[_listed(tool) for tool in tools.values()])
+    schemas = {tool.name: tool.input_schema for tool in listed.tools}
 
     async def list_tools(
         _ctx: ServerRequestContext[Any, Any], _params: types.PaginatedRequestParams | None
@@ -116,8 +117,7 @@ def build_server(
                 traffic.ended()
 
     def input_schema(name: str) -> dict[str, Any] | None:
-        tool = tools.get(name)
-        return None if tool is None else tool.input_schema()
+        return schemas.get(name)
 
     return Server(
         SERVER_NAME,

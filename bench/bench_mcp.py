@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""Latency of the MCP tools over streamable HTTP (/mcp) against the same REST calls.
+
+For each database (a SQLite file, a PostgreSQL database; loaded as bench_api.py loads
+them, or reused with --sqlite-path / --postgres-url) it creates an API token for the
+heavy user (`memory-admin token create user-00001`), starts uvicorn with one worker as
+bench_api.py does, and opens two keep-alive clients with that token: httpx on /api/v1, and
+the MCP SDK's own client on /mcp (one session, begun with `initialize`, before timing).
+Then it times each tool call beside the REST request that does the same, alternately:
+
+    remember   tools/call remember {namespace, key, content, tags, importance}, a new key
+               beside   PUT /api/v1/memories with the same body, another new key (201)
+    recall     tools/call recall {namespace, key}, an active key of user-00001
+               beside   GET /api/v1/recall, the same keys in the same order
+    search     tools/call search {query: WORD, limit: 10}, WORD in ~2% of rows
+               beside   POST /api/v1/search with the same body (the same ids, checked)
+
+The MCP side is timed in the client as an agent sees it: the SDK builds the JSON-RPC
+request and reads the result (its structured content checked against the tool's output
+schema). The target: each tool call's p95 within 2x of its REST call's. It prints a
+Markdown table per database with PASS/FAIL, never failing the exit status for a miss.
+Not a test: numbers vary with the machine's load. It writes memories of user-00001 in
+namespace bench/mcp (keys prefixed with a per-run id), their events and access counts, and
+one API token (revoked at the end), so a reused database grows a little.
+
+    python bench/bench_mcp.py --rows 2000 --runs 30       # quick try (a minute)
+    python bench/bench_mcp.py --file /tmp/m1m.jsonl --keep --json   # a million rows
+    python bench/bench_mcp.py --sqlite-path PATH --postgres-url URL # reuse loaded databases
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import secrets
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import orjson
+from bench_api import (
+    SEARCH_LIMIT,
+    Pair,
+    Token,
+    api_client,
+    content_for,
+    create_token,
+    expect_json,
+    measure,
+    recall_keys,
+    revoke_token,
+    wait_for_vectors,
+)
+from common import HEAVY_USER, Raw, Side, choose_params, describe
+from harness import (
+    AUTO,
+    RESULTS,
+    Server,
+    add_dataset_options,
+    dataset,
+    free_port,
+    one_database,
+    running_server,
+    server_env,
+)
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+API = "/api/v1"
+NAMESPACE = "bench/mcp"
+TAGS = ["bench", "mcp"]
+RATIO_TARGET = 2.0
+"""A tool call's p95 may be at most this many times its REST call's."""
+
+
+@asynccontextmanager
+async def mcp_client(base_url: str, token: Token) -> AsyncIterator[Client]:
+    """An MCP session with /mcp as the token's user, begun with `initialize`."""
+    headers = {"Authorization": f"Bearer {token.secret}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=30.0) as http:
+        transport = streamable_http_client(base_url + "/mcp", http_client=http)
+        async with Client(transport, mode="legacy", raise_exceptions=True) as client:
+            yield client
+
+
+async def tool(client: Client, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Call a tool; its structured result, or an error with the tool's message."""
+    result = await client.call_tool(name, arguments)
+    if result.is_error or result.structured_content is None:
+        text = result.content[0].text if result.content else "no content"  # type: ignore[union-attr]
+        raise RuntimeError(f"tool {name} failed: {text}")
+    return result.structured_content
+
+
+def body(run: str, side: str, i: int) -> dict[str, Any]:
+    """A memory to write: the same shape on both sides, on keys of each side's own."""
+    return {
+        "namespace": NAMESPACE,
+        "key": f"{run}-{side}-{i}",
+        "content": content_for(run, i, 0),
+        "tags": TAGS,
+        "importance": 0.5,
+    }
+
+
+def remember_pair(mcp: Client, rest: httpx.AsyncClient, run: str) -> Pair:
+    """remember a new key beside PUT of a new key."""
+    mcp_count, rest_count = itertools.count(), itertools.count()
+
+    async def over_mcp() -> list[int]:
+        done = await tool(mcp, "remember", body(run, "mcp", next(mcp_count)))
+        if done["result"] != "created":
+            raise RuntimeError(f"remember said {done['result']}, not created")
+        return [done["memory"]["id"]]
+
+    async def over_rest() -> list[int]:
+        sent = body(run, "rest", next(rest_count))
+        return [expect_json(await rest.put(f"{API}/memories", json=sent), 201)["id"]]
+
+    return Pair("remember", "a new key (created)", None, over_mcp, over_rest)
+
+
+def recall_pair(mcp: Client, rest: httpx.AsyncClient, keys: list[tuple[str, str]]) -> Pair:
+    """recall beside GET /recall, each on the same keys in turn."""
+    mcp_keys, rest_keys = itertools.cycle(keys), itertools.cycle(keys)
+
+    async def over_mcp() -> list[int]:
+        namespace, key = next(mcp_keys)
+        return [(await tool(mcp, "recall", {"namespace": namespace, "key": key}))["id"]]
+
+    async def over_rest() -> list[int]:
+        namespace, key = next(rest_keys)
+        params = {"namespace": namespace, "key": key}
+        return [expect_json(await rest.get(f"{API}/recall", params=params), 200)["id"]]
+
+    pair = Pair("recall", f"an active key of {HEAVY_USER}", None, over_mcp, over_rest)
+    pair.check = "the same memory, key by key"
+    return pair
+
+
+def search_pair(mcp: Client, rest: httpx.AsyncClient, word: str) -> Pair:
+    """search beside POST /search, the same body."""
+    query = {"query": word, "limit": SEARCH_LIMIT}
+
+    async def over_mcp() -> list[int]:
+        return [item["id"] for item in (await tool(mcp, "search", query))["items"]]
+
+    async def over_rest() -> list[int]:
+        found = expect_json(await rest.post(f"{API}/search", json=query), 200)
+        return [item["id"] for item in found["items"]]
+
+    return Pair("search", f'"{word}", limit {SEARCH_LIMIT}', None, over_mcp, over_rest)
+
+
+def ratio(pair: Pair) -> float | None:
+    """The tool call's p95 over the REST call's."""
+    mcp, rest = pair.api_side.p95, pair.floor_side.p95
+    return mcp / rest if mcp is not None and rest else None
+
+
+def check(pair: Pair) -> None:
+    """recall and search: both sides' first answers name the same memories."""
+    if pair.request == "remember":
+        pair.check = "each created at version 1"
+        return
+    same = pair.api_side.ids == pair.floor_side.ids
+    pair.check = "same ids" if same else f"DIFFERENT: {pair.api_side.ids} / {pair.floor_side.ids}"
+
+
+async def run_mcp(
+    name: str, raw: Raw, server: Server, token: Token, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Choose the parameters, open both clients, time each pair."""
+    load_before = os.getloadavg()[0]
+    run = uuid.uuid4().hex[:8]
+    try:
+        params = await choose_params(raw, 1)
+        await wait_for_vectors(raw, params.user_id)
+        keys = await recall_keys(raw, params.user_id, args.warmup + args.runs)
+    finally:
+        await raw.close()
+    print(
+        f"{name}: {params.rows:,} memories; {HEAVY_USER} (token {token.id}), search word "
+        f"{params.word!r} ({params.word_share:.1%} of rows), run {run}; {server.base_url}",
+        flush=True,
+    )
+    async with (
+        api_client(server.base_url, token) as rest,
+        mcp_client(server.base_url, token) as mcp,
+    ):
+        pairs = [
+            remember_pair(mcp, rest, run),
+            recall_pair(mcp, rest, keys),
+            search_pair(mcp, rest, params.word),
+        ]
+        for pair in pairs:
+            await measure([pair], runs=args.runs, warmup=args.warmup)
+            check(pair)
+            print("  " + " | ".join(cells(pair)), flush=True)
+    problems = server.log_problems()
+    if problems:
+        print(f"  WARNING the server logged {len(problems)} error lines, e.g. {problems[0]}")
+    return {
+        "db": name,
+        "rows": params.rows,
+        "load_average": [load_before, os.getloadavg()[0]],
+        "word": params.word,
+        "run": run,
+        "tools": [pair_json(pair) for pair in pairs],
+        "server_log_errors": problems[:20],
+    }
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _side(side: Side) -> list[str]:
+    if side.error is not None:
+        return ["error: " + side.error.replace("|", "\\|"), "-"]
+    return [_ms(side.median), _ms(side.p95)]
+
+
+def cells(pair: Pair) -> list[str]:
+    """tool, what, REST median and p95, MCP median and p95, ratio of p95s, result, check."""
+    found = ratio(pair)
+    verdict = "-" if found is None else ("PASS" if found <= RATIO_TARGET else "FAIL")
+    return [
+        pair.request,
+        pair.what,
+        *_side(pair.floor_side),
+        *_side(pair.api_side),
+        "-" if found is None else f"{found:.2f}x",
+        verdict,
+        pair.check,
+    ]
+
+
+def pair_json(pair: Pair) -> dict[str, Any]:
+    """One tool's figures for --json."""
+
+    def side(timings: Side) -> dict[str, Any]:
+        return {"median_ms": timings.median, "p95_ms": timings.p95, "error": timings.error}
+
+    return {
+        "tool": pair.request,
+        "what": pair.what,
+        "rest": side(pair.floor_side),
+        "mcp": side(pair.api_side),
+        "p95_ratio": ratio(pair),
+        "target_ratio": RATIO_TARGET,
+        "check": pair.check,
+    }
+
+
+def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """A Markdown table per database."""
+    for result in results:
+        print(
+            f"\n### {result['db']}: {result['rows']:,} rows, {args.runs} timed runs each "
+            f"(load average {result['load_average'][0]:.2f} -> {result['load_average'][1]:.2f})\n"
+        )
+        print(
+            "| tool | what | REST median ms | REST p95 ms | MCP median ms | MCP p95 ms "
+            f"| MCP p95 / REST p95 | <= {RATIO_TARGET:.0f}x | check |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for tool_result in result["tools"]:
+            found = tool_result["p95_ratio"]
+            mcp, rest = tool_result["mcp"], tool_result["rest"]
+            verdict = "-" if found is None else ("PASS" if found <= RATIO_TARGET else "FAIL")
+            row = [
+                tool_result["tool"],
+                tool_result["what"],
+                _ms(rest["median_ms"]),
+                _ms(rest["p95_ms"]),
+                _ms(mcp["median_ms"]),
+                _ms(mcp["p95_ms"]),
+                "-" if found is None else f"{found:.2f}x",
+                verdict,
+                tool_result["check"],
+            ]
+            print("| " + " | ".join(row) + " |")
+
+
+def bench_database(
+    name: str,
+    url: str,
+    raw_factory: Callable[[], Awaitable[Raw]],
+    args: argparse.Namespace,
+    log_dir: Path,
+) -> dict[str, Any]:
+    """Create the token, start the server on url's database, time the pairs, revoke it."""
+    secret = secrets.token_urlsafe(32)
+    env = server_env(url, secret)
+    token = create_token(env)
+    try:
+        with running_server(url, secret, args.port or free_port(), log_dir) as server:
+
+            async def go() -> dict[str, Any]:
+                return await run_mcp(name, await raw_factory(), server, token, args)
+
+            return asyncio.run(go())
+    finally:
+        revoke_token(env, token)
+
+
+def main() -> None:
+    """Parse the options, bench each database, report, write --json."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=["sqlite", "postgresql"], help="one database only")
+    add_dataset_options(parser)
+    parser.add_argument("--port", type=int, help="the server's port (default: a free one)")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        nargs="?",
+        const=AUTO,
+        metavar="OUT",
+        help="also write the numbers (default file: bench/results/mcp-<time>.json)",
+    )
+    args = parser.parse_args()
+    if args.runs < 1 or args.warmup < 0:
+        parser.error("--runs must be at least 1, --warmup 0 or more")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="ma-bench-mcp-") as tmp:
+        data = dataset(args, Path(tmp))
+        for name in ("sqlite", "postgresql"):
+            if args.only not in (None, name):
+                continue
+            try:
+                results.append(one_database(name, args, data, Path(tmp), bench_database))
+            except Exception as exc:  # report it and go on with the other database
+                print(f"{name}: {describe(exc)}", file=sys.stderr, flush=True)
+    print_report(results, args)
+    if args.json is not None:
+        out = args.json
+        if out == AUTO:
+            out = RESULTS / f"mcp-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        document = {"runs": args.runs, "warmup": args.warmup, "databases": results}
+        out.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+        print(f"\nwrote {out}")
+    if not results:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
