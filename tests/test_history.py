@@ -256,9 +256,9 @@ async def test_an_agents_event_names_its_token(database: Database) -> None:
     assert (actor.kind, actor.name, actor.owner) == ("agent", "laptop agent", "ann")
 
 
-async def test_a_long_history_costs_two_queries_a_page(database: Database, db: AsyncEngine) -> None:
-    """One query for the page of events and one for every actor's name, however many
-    events and actors (older pages add one for the newer events' changes)."""
+async def test_a_long_history_costs_one_query_a_page(database: Database, db: AsyncEngine) -> None:
+    """One query for the page of events with every actor's name and the owner's, however
+    many events and actors (older pages add one for the newer events' changes)."""
     ann, _, root = await _people(database)
     memory_id = await _create(database, ann, content="c0")
     for n in range(1, 60):
@@ -278,5 +278,18 @@ async def test_a_long_history_costs_two_queries_a_page(database: Database, db: A
         event.remove(db.sync_engine, "before_cursor_execute", count)
     assert len(first.entries) == 50
     assert {entry.actor.name for entry in first.entries} == {"ann", "root"}
-    assert queries_first == 2
-    assert len(statements) == 2 + 3
+    assert first.owner == "ann"
+    assert queries_first == 1
+    assert len(statements) == 1 + 2
+
+
+async def test_a_page_past_the_oldest_event_still_names_the_owner(database: Database) -> None:
+    """Older than the first event there are no events to read the names with: the
+    owner's name is read on its own."""
+    ann, _, root = await _people(database)
+    memory_id = await _create(database, ann)
+    memory = await _memory(database, ann, memory_id)
+    (only,) = (await memory_history(database, principal=root, memory=memory)).entries
+    assert only.event.id is not None
+    past = await memory_history(database, principal=root, memory=memory, before=only.event.id)
+    assert (past.entries, past.owner) == ((), "ann")

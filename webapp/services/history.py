@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, literal, select, union_all
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
 
 from webapp.db import Database
 from webapp.errors import Conflict, NotFound
@@ -33,7 +32,8 @@ LONG_CONTENT = 160
 
 _e = MemoryEvent.__table__.c  # type: ignore[attr-defined]
 _u = User.__table__.c  # type: ignore[attr-defined]
-_t = ApiToken.__table__.c  # type: ignore[attr-defined]
+_person = User.__table__.alias("person")  # type: ignore[attr-defined]
+_token = ApiToken.__table__.alias("token")  # type: ignore[attr-defined]
 
 State = dict[str, Any]
 
@@ -85,6 +85,8 @@ class History:
 
     entries: tuple[HistoryEntry, ...]
     older: int | None
+    owner: str | None = None
+    """The memory owner's current name (None if the user is gone)."""
 
 
 @dataclass(frozen=True)
@@ -158,19 +160,17 @@ def field_changes(event: MemoryEvent, state: State) -> tuple[FieldChange, ...]:
     return tuple(shown)
 
 
-async def _actors(session: AsyncSession, events: Sequence[MemoryEvent]) -> dict[str, str]:
-    """Current names of the events' people and tokens, in one query: {"u1": .., "t3": ..}."""
-    users = {e.actor_user_id for e in events if e.actor_user_id is not None}
-    tokens = {e.actor_token_id for e in events if e.actor_token_id is not None}
-    parts: list[Select[Any]] = []
-    if users:
-        parts.append(select(literal("u"), _u.id, _u.username).where(_u.id.in_(users)))
-    if tokens:
-        parts.append(select(literal("t"), _t.id, _t.name).where(_t.id.in_(tokens)))
-    if not parts:
-        return {}
-    rows = await session.execute(union_all(*parts))
-    return {f"{kind}{ident}": str(name) for kind, ident, name in rows.all()}
+def _names(rows: Sequence[Any]) -> dict[str, str]:
+    """The current names of the page's people and tokens, read with its events:
+    {"u1": .., "t3": ..}."""
+    names: dict[str, str] = {}
+    for row in rows:
+        event = row.MemoryEvent
+        if event.actor_user_id is not None and row.person is not None:
+            names[f"u{event.actor_user_id}"] = row.person
+        if event.actor_token_id is not None and row.token is not None:
+            names[f"t{event.actor_token_id}"] = row.token
+    return names
 
 
 def _actor(event: MemoryEvent, names: dict[str, str]) -> Actor:
@@ -196,23 +196,38 @@ async def memory_history(
     limit: int = PAGE_SIZE,
 ) -> History:
     """A page of the events of a memory the principal may see, newest first (those older
-    than event `before`, if given). One query for the page, one for the actors' names,
-    and on older pages one for the newer events' changes (to rebuild their states)."""
+    than event `before`, if given), with the owner's name. One query for the page and
+    the names, and on older pages one for the newer events' changes (to rebuild their
+    states)."""
     assert memory.id is not None
     mine = (_e.memory_id == memory.id, principal.visible(_e.user_id))
+    owner_name = select(_u.username).where(_u.id == memory.user_id).scalar_subquery()
+    # The actors' and the owner's current names come with the events: one statement
+    # where the detail page made three (events, actors, owner).
+    query = (
+        select(
+            MemoryEvent,
+            _person.c.username.label("person"),
+            _token.c.name.label("token"),
+            owner_name.label("owner"),
+        )
+        .outerjoin(_person, _person.c.id == _e.actor_user_id)
+        .outerjoin(_token, _token.c.id == _e.actor_token_id)
+        .where(*mine)
+    )
+    if before is not None:
+        query = query.where(_e.id < before)
     async with db.read() as session:
-        query = select(MemoryEvent).where(*mine)
-        if before is not None:
-            query = query.where(_e.id < before)
-        page = list((await session.scalars(query.order_by(_e.id.desc()).limit(limit + 1))).all())
+        page = (await session.execute(query.order_by(_e.id.desc()).limit(limit + 1))).all()
         newer: list[dict[str, Any] | None] = []
         if before is not None:
             rows = await session.execute(
                 select(_e.changes).where(*mine, _e.id >= before).order_by(_e.id.desc())
             )
             newer = [changes for (changes,) in rows.all()]
-        events, more = page[:limit], len(page) > limit
-        names = await _actors(session, events)
+        owner = page[0].owner if page else (await session.execute(select(owner_name))).scalar()
+    events, more = [row.MemoryEvent for row in page[:limit]], len(page) > limit
+    names = _names(page[:limit])
     current = start = current_state(memory)
     for changes in newer:
         start = undo(start, changes)
@@ -227,7 +242,7 @@ async def memory_history(
         )
         for event, state in zip(events, states, strict=True)
     )
-    return History(entries=entries, older=events[-1].id if more else None)
+    return History(entries=entries, older=events[-1].id if more else None, owner=owner)
 
 
 def _restored(name: str, value: Any) -> Any:

@@ -188,7 +188,6 @@ async def detail_page(
     older than `before`); return_to is where its edit forms lead back to (itself by
     default); block: only that part of it for htmx."""
     visitor: Visitor = request.state.visitor
-    owners = await usernames(db, user_ids=[memory.user_id])
     history = await memory_history(db, principal=visitor.principal, memory=memory, before=before)
     own_path = request.app.url_path_for("show_memory", memory_id=memory.id)
     return render(
@@ -196,7 +195,7 @@ async def detail_page(
         "memories/detail.html",
         {
             "memory": memory,
-            "owner": owners.get(memory.user_id, "?"),
+            "owner": history.owner or "?",
             "return_to": return_to or own_path,
             "view": "detail",
             "history": history,
