@@ -270,3 +270,13 @@ async def test_bad_input_is_a_tool_error_and_the_session_goes_on(
         assert message in said, said
         assert "x" * 100 not in said  # the input is not echoed back
         await call(client, "list_namespaces")
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_no_stream_to_get_and_no_session_to_delete(
+    running_app: Server, ann: Agent, method: str
+) -> None:
+    """Stateless: 405 at once (the protocol's answer), not an event stream held open."""
+    headers = {**ACCEPT, "Authorization": f"Bearer {ann.secret}"}
+    response = httpx.request(method, running_app.url + "/mcp", headers=headers, timeout=10)
+    assert response.status_code == 405 and response.headers["allow"] == "POST"

@@ -106,7 +106,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # An ASGI app as a Route's endpoint: /mcp itself, where a Mount would redirect to /mcp/.
     # First in the list: routes are matched in order, and an MCP request that walked past
     # every page's route first spent 0.5 ms on it (a third of what MCP adds to a call).
-    app.router.routes.insert(0, Route(MCP_PATH, mcp, methods=["GET", "POST", "DELETE"], name="mcp"))
+    # POST only: stateless, /mcp offers no stream to GET (the SDK held one open, idle,
+    # counting as a request in flight for ever) and no session to DELETE; both are 405,
+    # as the protocol allows.
+    app.router.routes.insert(0, Route(MCP_PATH, mcp, methods=["POST"], name="mcp"))
     app.add_middleware(
         RequestScope,
         database=app.state.db,
