@@ -192,8 +192,8 @@ async def session_user(db: Database, *, secret: str) -> LiveSession | None:
     """The active user and live session a cookie secret belongs to, or None."""
     now = utcnow()
     session_id = _session_id(secret)
-    async with db.read() as session:
-        found = (await session.execute(_SESSION_USER, {"session_id": session_id})).first()
+    async with db.read_connection() as connection:  # Core: no ORM session to set up
+        found = (await connection.execute(_SESSION_USER, {"session_id": session_id})).first()
     if found is None:
         return None
     user_id, username, is_admin, csrf_token, last_seen_at = found
