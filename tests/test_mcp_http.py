@@ -3,11 +3,13 @@ both databases. The tools act as the bearer token's user, with the API's rules."
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import httpx
 import pytest
 from mcp import MCPError
+from mcp_types import INVALID_PARAMS
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.factories import make_token, make_user
@@ -280,3 +282,31 @@ async def test_no_stream_to_get_and_no_session_to_delete(
     headers = {**ACCEPT, "Authorization": f"Bearer {ann.secret}"}
     response = httpx.request(method, running_app.url + "/mcp", headers=headers, timeout=10)
     assert response.status_code == 405 and response.headers["allow"] == "POST"
+
+
+async def test_each_namespace_is_a_resource_of_its_users_own(
+    running_app: Server, ann: Agent, bob: Agent, db: AsyncEngine
+) -> None:
+    """Browsing lists the namespaces with active memories and reads their newest
+    memories, without counting an access; another user sees none of them."""
+    async with over_http(running_app, ann.secret) as client:
+        made = await call(client, "remember", namespace="people/ann", key="drink", content="tea")
+        await call(client, "remember", namespace="work", key="editor", content="vim")
+        await call(client, "forget", namespace="work", key="editor")
+        listed = (await client.list_resources()).resources
+        assert [(found.uri, found.name) for found in listed] == [
+            ("memory://namespace/people/ann", "people/ann")
+        ]
+        read = await client.read_resource("memory://namespace/people/ann")
+        content = json.loads(read.contents[0].text)  # type: ignore[union-attr]
+        assert [memory["key"] for memory in content["memories"]] == ["drink"]
+        assert (content["count"], content["count_capped"]) == (1, False)
+        for uri in ("memory://namespace/a//b", "file:///etc/passwd"):
+            with pytest.raises(MCPError) as refusal:
+                await client.read_resource(uri)
+            assert refusal.value.error.code == INVALID_PARAMS
+    assert (await memory_row(db, made["memory"]["id"])).access_count == 0
+    async with over_http(running_app, bob.secret) as client:
+        assert (await client.list_resources()).resources == []
+        read = await client.read_resource("memory://namespace/people/ann")
+        assert json.loads(read.contents[0].text)["memories"] == []  # type: ignore[union-attr]

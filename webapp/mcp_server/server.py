@@ -1,4 +1,5 @@
-"""The agent tools (webapp.mcp_server.tools) as an MCP server, on any transport.
+"""The agent tools (webapp.mcp_server.tools), and each namespace as a resource
+(webapp.mcp_server.resources), as an MCP server on any transport.
 
 Built on the SDK's low-level Server rather than its decorator layer (MCPServer): the tools
 are the API's pydantic schemas, validated here with the API's rules and messages, and every
@@ -13,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import mcp_types as types
+from mcp import MCPError
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -27,6 +31,7 @@ from webapp import __version__
 from webapp.db import Database
 from webapp.db_errors import is_unavailable, unavailable_message
 from webapp.errors import MemoryAdminError
+from webapp.mcp_server import resources
 from webapp.mcp_server.tools import TOOLS, AgentTool, describe_invalid
 from webapp.services.principal import Principal
 from webapp.traffic import Traffic
@@ -119,6 +124,27 @@ def build_server(
     def input_schema(name: str) -> dict[str, Any] | None:
         return schemas.get(name)
 
+    async def list_resources(
+        ctx: ServerRequestContext[Any, Any], _params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        principal = acting(ctx)
+        async with _as_protocol_errors(), db.pinned_reads():
+            found = await resources.list_namespaces(db, principal=principal)
+        return types.ListResourcesResult(resources=found)
+
+    async def read_resource(
+        ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        principal = acting(ctx)
+        async with _as_protocol_errors(), db.pinned_reads():
+            content = await resources.read_namespace(db, principal=principal, uri=params.uri)
+        text = json.dumps(content.model_dump(mode="json"), ensure_ascii=False)
+        return types.ReadResourceResult(
+            contents=[
+                types.TextResourceContents(uri=params.uri, mime_type="application/json", text=text)
+            ]
+        )
+
     return Server(
         SERVER_NAME,
         version=__version__,
@@ -126,7 +152,25 @@ def build_server(
         get_tool_input_schema=input_schema,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_read_resource=read_resource,
     )
+
+
+@asynccontextmanager
+async def _as_protocol_errors() -> AsyncIterator[None]:
+    """A resource's failure as the protocol's error (resources have no error result): bad
+    input is invalid params, an unavailable database an internal error with its message."""
+    try:
+        yield
+    except MemoryAdminError as exc:
+        code = INTERNAL_ERROR if exc.status_code >= 500 else INVALID_PARAMS
+        raise MCPError(code=code, message=str(exc)) from None
+    except (DBAPIError, PoolTimeout, OSError) as exc:
+        if not is_unavailable(exc):
+            raise
+        logger.exception("database unavailable")
+        raise MCPError(code=INTERNAL_ERROR, message=unavailable_message(exc)) from None
 
 
 async def _call(
