@@ -171,3 +171,33 @@ async def test_refusals(running_app: Server, store: MemoryAdminStore) -> None:
     assert unauthorized.value.status == 401
     assert unauthorized.value.detail == "the API token is unknown or revoked"
     stranger.close()
+
+
+async def test_a_graph_remembers_across_runs(store: MemoryAdminStore) -> None:
+    """A LangGraph agent's node writes what it learns and a later run reads it back."""
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.runtime import Runtime
+    from typing_extensions import TypedDict
+
+    class State(TypedDict):
+        user: str
+        said: str
+        known: list[str]
+
+    def node(state: State, runtime: Runtime[None]) -> dict[str, Any]:
+        assert runtime.store is not None
+        namespace = ("users", state["user"], "facts")
+        if state["said"]:
+            runtime.store.put(namespace, f"fact-{len(state['said'])}", {"text": state["said"]})
+        found = runtime.store.search(namespace, query="what does she drink", limit=5)
+        return {"known": [item.value["text"] for item in found]}
+
+    builder = StateGraph(State)
+    builder.add_node("remember", node)
+    builder.add_edge(START, "remember")
+    builder.add_edge("remember", END)
+    graph = builder.compile(store=store)
+    graph.invoke({"user": "ann", "said": "Ann drinks green tea", "known": []})
+    later = graph.invoke({"user": "ann", "said": "", "known": []})
+    assert later["known"] == ["Ann drinks green tea"]
+    assert store.list_namespaces(prefix=("users",)) == [("users", "ann", "facts")]
