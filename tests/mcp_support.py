@@ -62,19 +62,25 @@ async def over_http(
             yield client
 
 
-def stdio_parameters(database_url: str, *arguments: str) -> StdioServerParameters:
-    """`memory-admin mcp ARGUMENTS` on database_url, as a desktop client starts it."""
+def stdio_parameters(
+    database_url: str, *arguments: str, environment: dict[str, str] | None = None
+) -> StdioServerParameters:
+    """`memory-admin mcp ARGUMENTS` on database_url, as a desktop client starts it, with
+    the settings of environment if given."""
     env = {key: value for key, value in os.environ.items() if key != "MEMORY_ADMIN_DEBUG"}
-    env.update(QUIET, DATABASE_URL=database_url, SECRET_KEY=SECRET)
+    env.update(QUIET, DATABASE_URL=database_url, SECRET_KEY=SECRET, **(environment or {}))
     return StdioServerParameters(
         command=sys.executable, args=["-m", "webapp.cli", "mcp", *arguments], env=env
     )
 
 
 @asynccontextmanager
-async def over_stdio(database_url: str, *arguments: str) -> AsyncIterator[Client]:
+async def over_stdio(
+    database_url: str, *arguments: str, environment: dict[str, str] | None = None
+) -> AsyncIterator[Client]:
     """An MCP client session with `memory-admin mcp ARGUMENTS`, started with `initialize`."""
-    async with Client(stdio_parameters(database_url, *arguments), mode="legacy") as client:
+    parameters = stdio_parameters(database_url, *arguments, environment=environment)
+    async with Client(parameters, mode="legacy") as client:
         yield client
 
 

@@ -176,3 +176,16 @@ async def test_a_bad_start_is_one_line_on_stderr(
     assert completed.returncode != 0 and completed.stdout == ""
     assert completed.stderr.count("\n") == 1 and message in completed.stderr, completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+async def test_the_configured_content_limit_holds(
+    database_url: str, session: AsyncSession, db: AsyncEngine
+) -> None:
+    """CONTENT_MAX_BYTES, not the default 65,536, as in the app."""
+    await make_user(session, username="ann")
+    limit = {"CONTENT_MAX_BYTES": "100000"}
+    async with over_stdio(database_url, "--user", "ann", environment=limit) as client:
+        made = await call(client, "remember", namespace="n", key="big", content="x" * 70_000)
+        assert made["result"] == "created"
+        said = await refused(client, "remember", namespace="n", key="huge", content="x" * 100_001)
+        assert said.startswith("invalid input: content: "), said[:200]

@@ -182,11 +182,13 @@ async def _call(
 ) -> types.CallToolResult:
     """Run tool for principal: its result, or a tool error with the API's message."""
     try:
+        # The app's content limit for every validation of the call (remember validates
+        # again as it builds the memory), and one pooled connection for its reads and
+        # writes: what RequestScope gives an API request.
         with content_limit(content_max_bytes):
             validated = tool.arguments.model_validate(arguments)
-        # One pooled connection for the call's reads and writes, as for an API request.
-        async with db.pinned_reads():
-            result = await tool.run(db, principal, validated)
+            async with db.pinned_reads():
+                result = await tool.run(db, principal, validated)
     except ValidationError as exc:
         return _failed(describe_invalid(exc))
     except MemoryAdminError as exc:

@@ -228,7 +228,7 @@ TOOLS: tuple[AgentTool, ...] = (
         hints={
             "namespace": NAMESPACE,
             "key": KEY,
-            "content": "The fact to keep, in plain words (up to 64 KiB)",
+            "content": "The fact to keep, in plain words",
             "tags": "Labels to filter by later (lowercased; up to 32)",
             "importance": "0.0 (trivia) to 1.0 (essential); ranks search results; default 0.5",
             "ttl_seconds": "Forget it after this many seconds; omit to keep it until forgotten",
