@@ -36,6 +36,7 @@ from tests.api_support import Agent, NewAgent
 from tests.factories import make_token
 from tests.web_support import Visitor, parse
 from webapp.main import create_app
+from webapp.mcp_server.http import MCP_PATH
 from webapp.models import ApiToken, LongTermMemory, MemoryEvent, User, WebSession
 from webapp.settings import Settings
 from webapp.types import utcnow
@@ -85,8 +86,8 @@ class Endpoint:
 
     @property
     def is_api(self) -> bool:
-        """Under /api/v1 (bearer tokens), not an admin page (sessions)."""
-        return self.path.startswith(API_PREFIX + "/")
+        """Under /api/v1, or MCP's /mcp (bearer tokens), not an admin page (sessions)."""
+        return self.path.startswith(API_PREFIX + "/") or self.path == MCP_PATH
 
     @property
     def parameters(self) -> list[str]:
@@ -205,6 +206,14 @@ API_BODIES: dict[str, Callable[[World], dict[str, Any]]] = {
     r"POST /api/v1/memories/{memory_id}/restore": lambda _world: {},
     r"POST /api/v1/search": lambda _world: {"query": "oolong afternoon", "limit": 50},
     r"POST /api/v1/context": lambda _world: {"query": "oolong afternoon", "max_chars": 4000},
+    # One MCP tool call a request: forget, by Bob's namespace and key, would both change
+    # his rows and answer with his memory if isolation failed.
+    r"POST /mcp": lambda _world: {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "forget", "arguments": {"namespace": BOB_NAMESPACE, "key": BOB_KEY}},
+    },
 }
 
 

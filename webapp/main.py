@@ -72,8 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         embedder = None
         if settings.background_embedding:
             embedder = asyncio.create_task(_embed_in_background(db, traffic))
-        async with mcp.running():
-            yield
+        yield
         if embedder is not None:
             embedder.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -16,8 +16,6 @@ JSON body, with no event stream to hold open.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from mcp.server.context import ServerRequestContext
@@ -44,12 +42,6 @@ PRINCIPAL = "memory_admin.principal"
 QUERY_NAMES = frozenset({"user"})
 
 
-class NotServing(MemoryAdminError):
-    """A request arrived while the app's lifespan (which runs the MCP sessions) is not."""
-
-    status_code = 503
-
-
 def _acting(ctx: ServerRequestContext[Any, Any]) -> Principal:
     """The principal McpEndpoint put in the scope of the HTTP request carrying ctx."""
     scope = getattr(ctx.request, "scope", None)
@@ -74,12 +66,23 @@ class McpEndpoint:
         self.db = db
         self.server = build_server(db, acting=_acting, content_max_bytes=content_max_bytes)
         self.max_body_bytes = max_body_bytes
-        self._manager: StreamableHTTPSessionManager | None = None
 
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        """Serve /mcp for the duration of the block (the app's lifespan). A manager runs
-        once, so each lifespan gets a new one."""
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            scope[PRINCIPAL] = await self._authenticate(request)
+        except MemoryAdminError as exc:
+            await _refuse(scope, receive, send, exc.status_code, str(exc), exc.headers)
+            return
+        except (DBAPIError, PoolTimeout, OSError) as exc:
+            if not is_unavailable(exc):
+                raise
+            logger.exception("database unavailable")
+            await _refuse(scope, receive, send, 503, unavailable_message(exc))
+            return
+        # A manager for each request: stateless, it keeps nothing between requests, and
+        # its task group is then the request's own, so /mcp needs no lifespan of the app
+        # (a manager runs once, and only inside its run()). It costs ~0.1 ms.
         manager = StreamableHTTPSessionManager(
             app=self.server,
             json_response=True,
@@ -90,28 +93,7 @@ class McpEndpoint:
             security_settings=None,
         )
         async with manager.run():
-            self._manager = manager
-            try:
-                yield
-            finally:
-                self._manager = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        try:
-            scope[PRINCIPAL] = await self._authenticate(request)
-            if self._manager is None:
-                raise NotServing("the MCP endpoint is not running; try again shortly")
-        except MemoryAdminError as exc:
-            await _refuse(scope, receive, send, exc.status_code, str(exc), exc.headers)
-            return
-        except (DBAPIError, PoolTimeout, OSError) as exc:
-            if not is_unavailable(exc):
-                raise
-            logger.exception("database unavailable")
-            await _refuse(scope, receive, send, 503, unavailable_message(exc))
-            return
-        await self._manager.handle_request(scope, receive, send)
+            await manager.handle_request(scope, receive, send)
 
     async def _authenticate(self, request: Request) -> Principal:
         """The principal of the request's token (and `user=`); the API's errors otherwise."""
