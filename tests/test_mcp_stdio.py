@@ -158,12 +158,16 @@ async def test_standard_output_carries_only_the_protocol(
     ("arguments", "message"),
     [
         (["--user", "nobody"], "no user named 'nobody'"),
+        (["--user", "gone"], "user 'gone' is deactivated"),
         ([], "Missing option '--user'"),
     ],
 )
 async def test_a_bad_start_is_one_line_on_stderr(
-    database_url: str, db: AsyncEngine, arguments: list[str], message: str
+    database_url: str, session: AsyncSession, arguments: list[str], message: str
 ) -> None:
+    gone = await make_user(session, username="gone")
+    gone.is_active = False
+    await session.commit()
     parameters = stdio_parameters(database_url, *arguments)
     completed = subprocess.run(
         [parameters.command, *parameters.args],
