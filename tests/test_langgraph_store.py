@@ -201,3 +201,19 @@ async def test_a_graph_remembers_across_runs(store: MemoryAdminStore) -> None:
     later = graph.invoke({"user": "ann", "said": "", "known": []})
     assert later["known"] == ["Ann drinks green tea"]
     assert store.list_namespaces(prefix=("users",)) == [("users", "ann", "facts")]
+
+
+async def test_an_admins_token_may_act_for_a_user(
+    running_app: Server, session: AsyncSession, ann_token: tuple[int, str]
+) -> None:
+    root = await make_user(session, username="root", is_admin=True)
+    _token, secret = await make_token(session, user=root, name="langgraph-admin")
+    for_ann = MemoryAdminStore(running_app.url, token=secret, user="ann")
+    for_ann.put(("notes",), "k", {"text": "written by root for ann"})
+    ann = MemoryAdminStore(running_app.url, token=ann_token[1])
+    got = ann.get(("notes",), "k")
+    assert got is not None and got.value == {"text": "written by root for ann"}
+    as_root = MemoryAdminStore(running_app.url, token=secret)  # without user=: root's own
+    assert as_root.get(("notes",), "k") is None and as_root.list_namespaces() == []
+    for store in (for_ann, ann, as_root):
+        store.close()
