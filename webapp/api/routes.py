@@ -16,7 +16,6 @@ from webapp.api.schemas import (
     MemoryPublic,
     MemoryPut,
     NamespaceCounts,
-    ScoredMemoryPublic,
     SearchRequestBody,
     SearchResults,
 )
@@ -278,19 +277,7 @@ async def recall_memory(
 async def search_memories(body: SearchRequestBody, db: DatabaseDep, principal: Acting) -> Any:
     """The best-ranked active memories, best first, each with `score` and the
     `score_components` it sums; each one returned counts as an access."""
-    found = await search(db, principal=principal, request=body)
-    return SearchResults(
-        items=[
-            ScoredMemoryPublic.model_validate(
-                {
-                    **hit.memory.model_dump(),
-                    "score": hit.score,
-                    "score_components": hit.score_components,
-                }
-            )
-            for hit in found
-        ]
-    )
+    return SearchResults.of(await search(db, principal=principal, request=body))
 
 
 @router.post(
@@ -302,13 +289,7 @@ async def context_block(body: ContextRequest, db: DatabaseDep, principal: Acting
     """At most max_chars characters, most relevant first, a line per memory:
     `[id] namespace/key: content`; `ids` lists them in order. The memories in the block
     count as accessed."""
-    context = await build_context(db, principal=principal, request=body)
-    return ContextBlock(
-        context=context.text,
-        ids=context.ids,
-        chars=len(context.text),
-        truncated=context.truncated,
-    )
+    return ContextBlock.of(await build_context(db, principal=principal, request=body))
 
 
 @router.get(
@@ -318,12 +299,5 @@ async def context_block(body: ContextRequest, db: DatabaseDep, principal: Acting
 )
 async def list_namespaces(db: DatabaseDep, principal: Acting) -> Any:
     """Sorted by name."""
-    return [
-        NamespaceCounts(
-            namespace=health.namespace,
-            active=health.active,
-            expired=health.expired,
-            deleted=health.deleted,
-        )
-        for health in await namespace_health(db, principal=principal)
-    ]
+    found = await namespace_health(db, principal=principal)
+    return [NamespaceCounts.of(health) for health in found]

@@ -4,12 +4,19 @@ The schemas the services take (BrowseQuery, SearchRequest, ContextRequest, Memor
 MemoryUpdate) stay in webapp.models, so the service layer never imports the API.
 """
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from pydantic import StrictInt, model_validator
 from sqlmodel import Field, SQLModel
 
 from webapp.models import MemoryBase, MemoryCreate, MemoryUpdate, SearchRequest
+
+if TYPE_CHECKING:
+    from webapp.services.context import Context
+    from webapp.services.namespaces import NamespaceHealth
+    from webapp.services.search import ScoredMemory
 
 
 class MemoryPublic(MemoryBase):
@@ -99,6 +106,22 @@ class SearchResults(SQLModel):
 
     items: list[ScoredMemoryPublic]
 
+    @classmethod
+    def of(cls, found: "Iterable[ScoredMemory]") -> "SearchResults":
+        """The body for the service's search results (the API's and MCP's)."""
+        return cls(
+            items=[
+                ScoredMemoryPublic.model_validate(
+                    {
+                        **hit.memory.model_dump(),
+                        "score": hit.score,
+                        "score_components": hit.score_components,
+                    }
+                )
+                for hit in found
+            ]
+        )
+
 
 class SearchRequestBody(SearchRequest):
     """POST /api/v1/search's body; unknown names are refused."""
@@ -118,6 +141,16 @@ class ContextBlock(SQLModel):
     truncated: bool
     """Whether memories that matched were left out, or the last one cut, for the budget."""
 
+    @classmethod
+    def of(cls, context: "Context") -> "ContextBlock":
+        """The body for the service's block (the API's and MCP's)."""
+        return cls(
+            context=context.text,
+            ids=context.ids,
+            chars=len(context.text),
+            truncated=context.truncated,
+        )
+
 
 class NamespaceCounts(SQLModel):
     """GET /api/v1/namespaces: one namespace and its memories per state."""
@@ -126,3 +159,13 @@ class NamespaceCounts(SQLModel):
     active: int
     expired: int
     deleted: int
+
+    @classmethod
+    def of(cls, health: "NamespaceHealth") -> "NamespaceCounts":
+        """The counts of one namespace the service reports (the API's and MCP's)."""
+        return cls(
+            namespace=health.namespace,
+            active=health.active,
+            expired=health.expired,
+            deleted=health.deleted,
+        )

@@ -22,7 +22,6 @@ from webapp.api.schemas import (
     MemoryPublic,
     MemoryPut,
     NamespaceCounts,
-    ScoredMemoryPublic,
     SearchRequestBody,
     SearchResults,
 )
@@ -129,26 +128,11 @@ async def _recall(db: Database, principal: Principal, arguments: RecallArguments
 async def _search(
     db: Database, principal: Principal, arguments: SearchRequestBody
 ) -> SearchResults:
-    found = await search(db, principal=principal, request=arguments)
-    return SearchResults(
-        items=[
-            ScoredMemoryPublic.model_validate(
-                {
-                    **hit.memory.model_dump(),
-                    "score": hit.score,
-                    "score_components": hit.score_components,
-                }
-            )
-            for hit in found
-        ]
-    )
+    return SearchResults.of(await search(db, principal=principal, request=arguments))
 
 
 async def _context(db: Database, principal: Principal, arguments: ContextRequest) -> ContextBlock:
-    context = await build_context(db, principal=principal, request=arguments)
-    return ContextBlock(
-        context=context.text, ids=context.ids, chars=len(context.text), truncated=context.truncated
-    )
+    return ContextBlock.of(await build_context(db, principal=principal, request=arguments))
 
 
 async def _forget(db: Database, principal: Principal, arguments: ForgetArguments) -> MemoryPublic:
@@ -165,17 +149,8 @@ async def _forget(db: Database, principal: Principal, arguments: ForgetArguments
 async def _list_namespaces(
     db: Database, principal: Principal, _arguments: NoArguments
 ) -> NamespaceList:
-    return NamespaceList(
-        namespaces=[
-            NamespaceCounts(
-                namespace=health.namespace,
-                active=health.active,
-                expired=health.expired,
-                deleted=health.deleted,
-            )
-            for health in await namespace_health(db, principal=principal)
-        ]
-    )
+    health = await namespace_health(db, principal=principal)
+    return NamespaceList(namespaces=[NamespaceCounts.of(one) for one in health])
 
 
 # --- the tools -----------------------------------------------------------------------------
