@@ -102,10 +102,13 @@ class McpEndpoint:
             raise MemoryAdminError(f"unknown query parameter: {', '.join(unknown)}")
         # Outside the request's pinned read connection (RequestScope): the tool call runs
         # in the SDK's task, with a connection of its own, and this one would sit idle
-        # for the whole call.
+        # for the whole call. The token's reads (and its touch) share one connection,
+        # handed back before the call: a checkout costs a ping on PostgreSQL.
         with self.db.unpinned_reads():
-            token = await bearer_principal(self.db, secret=_bearer_secret(request))
-            return await act_as(self.db, principal=token, username=request.query_params.get("user"))
+            async with self.db.pinned_reads():
+                token = await bearer_principal(self.db, secret=_bearer_secret(request))
+                username = request.query_params.get("user")
+                return await act_as(self.db, principal=token, username=username)
 
 
 async def _refuse(
