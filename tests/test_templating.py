@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.routing import APIRoute
 from jinja2 import Environment
 from markupsafe import Markup, escape
+from pydantic import SecretStr
 
+from webapp.main import create_app
+from webapp.settings import Settings
+from webapp.web import PAGE_ROUTERS
 from webapp.web.templating import AppEnvironment, escape_to_str
 
 
@@ -65,3 +71,19 @@ def test_templates_render_as_plain_jinja_does(value: Any) -> None:
     theirs = Environment(autoescape=True).from_string(source).render(value=value)
     assert ours == theirs
     assert "<script>" not in ours
+
+
+def test_every_page_route_name_finds_its_page(tmp_path: Path) -> None:
+    """Templates link with path_for(name): each page route's name must find that page,
+    never an API route of the same name (the API's list_memories is /api/v1/memories)."""
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    app = create_app(settings.model_copy(update={"secret_key": SecretStr("k" * 40)}))
+    checked = 0
+    for router in PAGE_ROUTERS:
+        for route in router.routes:
+            assert isinstance(route, APIRoute)
+            params = dict.fromkeys(route.param_convertors, "1")
+            found = app.url_path_for(route.name, **params)
+            assert found == route.path.format(**params), (route.name, found)
+            checked += 1
+    assert checked > 40

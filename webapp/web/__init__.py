@@ -30,6 +30,26 @@ from webapp.web.render import is_htmx
 from webapp.web.security import BodyLimit, SecurityHeaders
 from webapp.web.templating import RoutePaths, install_template_helpers
 
+PAGE_ROUTERS = (
+    auth.router,
+    pages.router,
+    transfer.export_router,  # before memories.router, whose /memories/{id} would take it
+    memories.router,
+    memory_edits.router,
+    trash.router,
+    tokens.router,
+    people.router,
+    erase.router,
+    history.router,
+    namespaces.router,
+    duplicates.router,
+    transfer.router,
+    bulk.router,
+)
+"""The admin pages' routers, in the order they are matched. Their route names are what
+templates' path_for() finds: the API's routes come after them, where a name the two
+share (list_memories) still finds the page."""
+
 
 def mount_admin_app(app: FastAPI, settings: Settings, secret_key: str) -> None:
     """Add the admin pages, their middleware and the login redirect to app."""
@@ -46,22 +66,7 @@ def mount_admin_app(app: FastAPI, settings: Settings, secret_key: str) -> None:
         htmx_url=HTMX_URL,
         htmx_integrity=HTMX_INTEGRITY,
     )
-    for router in (
-        auth.router,
-        pages.router,
-        transfer.export_router,  # before memories.router, whose /memories/{id} would take it
-        memories.router,
-        memory_edits.router,
-        trash.router,
-        tokens.router,
-        people.router,
-        erase.router,
-        history.router,
-        namespaces.router,
-        duplicates.router,
-        transfer.router,
-        bulk.router,
-    ):
+    for router in PAGE_ROUTERS:
         app.include_router(router, include_in_schema=False)
     app.add_middleware(
         BodyLimit,
