@@ -843,14 +843,15 @@ def print_report(results: list[dict[str, Any]]) -> None:
 # --- running -----------------------------------------------------------------------------
 
 
-def bench_database(
-    name: str,
+def with_token_and_server(
     url: str,
     raw_factory: Callable[[], Awaitable[Raw]],
     args: argparse.Namespace,
     log_dir: Path,
+    run: Callable[[Raw, Server, Token], Awaitable[dict[str, Any]]],
 ) -> dict[str, Any]:
-    """Create the token, start the server on url's database, time everything, revoke it."""
+    """Create a token of the heavy user, start the server on url's database, run (with the
+    floor's driver connected, in one event loop), then revoke the token."""
     secret = secrets.token_urlsafe(32)
     env = server_env(url, secret)
     token = create_token(env)
@@ -858,12 +859,26 @@ def bench_database(
         with running_server(url, secret, args.port or free_port(), log_dir) as server:
 
             async def go() -> dict[str, Any]:
-                """Connect the floor's driver and run everything in one event loop."""
-                return await run_api(name, await raw_factory(), server, token, args)
+                return await run(await raw_factory(), server, token)
 
             return asyncio.run(go())
     finally:
         revoke_token(env, token)
+
+
+def bench_database(
+    name: str,
+    url: str,
+    raw_factory: Callable[[], Awaitable[Raw]],
+    args: argparse.Namespace,
+    log_dir: Path,
+) -> dict[str, Any]:
+    """Time everything on url's database (with_token_and_server)."""
+
+    async def run(raw: Raw, server: Server, token: Token) -> dict[str, Any]:
+        return await run_api(name, raw, server, token, args)
+
+    return with_token_and_server(url, raw_factory, args, log_dir, run)
 
 
 def main() -> None:

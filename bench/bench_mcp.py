@@ -31,10 +31,8 @@ one API token (revoked at the end), so a reused database grows a little.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import os
-import secrets
 import sys
 import tempfile
 import uuid
@@ -53,12 +51,11 @@ from bench_api import (
     Token,
     api_client,
     content_for,
-    create_token,
     expect_json,
     measure,
     recall_keys,
-    revoke_token,
     wait_for_vectors,
+    with_token_and_server,
 )
 from common import HEAVY_USER, Raw, Side, choose_params, describe
 from harness import (
@@ -67,10 +64,7 @@ from harness import (
     Server,
     add_dataset_options,
     dataset,
-    free_port,
     one_database,
-    running_server,
-    server_env,
 )
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -302,19 +296,12 @@ def bench_database(
     args: argparse.Namespace,
     log_dir: Path,
 ) -> dict[str, Any]:
-    """Create the token, start the server on url's database, time the pairs, revoke it."""
-    secret = secrets.token_urlsafe(32)
-    env = server_env(url, secret)
-    token = create_token(env)
-    try:
-        with running_server(url, secret, args.port or free_port(), log_dir) as server:
+    """Time the pairs on url's database (bench_api.with_token_and_server)."""
 
-            async def go() -> dict[str, Any]:
-                return await run_mcp(name, await raw_factory(), server, token, args)
+    async def run(raw: Raw, server: Server, token: Token) -> dict[str, Any]:
+        return await run_mcp(name, raw, server, token, args)
 
-            return asyncio.run(go())
-    finally:
-        revoke_token(env, token)
+    return with_token_and_server(url, raw_factory, args, log_dir, run)
 
 
 def main() -> None:
