@@ -741,18 +741,6 @@ async def run_api(
 # --- report ------------------------------------------------------------------------------
 
 
-def _ms(value: float | None) -> str:
-    """A time in ms with two decimals, or - for none."""
-    return "-" if value is None else f"{value:.2f}"
-
-
-def _side(side: Side) -> list[str]:
-    """Median and p95 of a side, or its error."""
-    if side.error is not None:
-        return ["error: " + side.error.replace("|", "\\|"), "-"]
-    return [_ms(side.median), _ms(side.p95)]
-
-
 def pair_cells(pair: Pair) -> list[str]:
     """request, what, API median and p95, floor median and p95, ratio, target, result,
     check."""
@@ -768,8 +756,8 @@ def pair_cells(pair: Pair) -> list[str]:
     return [
         pair.request,
         pair.what,
-        *_side(pair.api_side),
-        *_side(pair.floor_side),
+        *pair.api_side.cells(),
+        *pair.floor_side.cells(),
         ratio,
         target,
         verdict,

@@ -33,18 +33,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import sys
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import httpx2
-import orjson
 from bench_api import (
     SEARCH_LIMIT,
     Pair,
@@ -57,14 +53,10 @@ from bench_api import (
     wait_for_vectors,
     with_token_and_server,
 )
-from common import HEAVY_USER, Raw, Side, choose_params, describe
+from common import HEAVY_USER, Raw, Side, choose_params, ms_text
 from harness import (
-    AUTO,
-    RESULTS,
     Server,
-    add_dataset_options,
-    dataset,
-    one_database,
+    run_main,
 )
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -205,6 +197,7 @@ async def run_mcp(
         print(f"  WARNING the server logged {len(problems)} error lines, e.g. {problems[0]}")
     return {
         "db": name,
+        "runs": args.runs,
         "rows": params.rows,
         "load_average": [load_before, os.getloadavg()[0]],
         "word": params.word,
@@ -217,16 +210,6 @@ async def run_mcp(
 # --- report ------------------------------------------------------------------------------
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def _side(side: Side) -> list[str]:
-    if side.error is not None:
-        return ["error: " + side.error.replace("|", "\\|"), "-"]
-    return [_ms(side.median), _ms(side.p95)]
-
-
 def cells(pair: Pair) -> list[str]:
     """tool, what, REST median and p95, MCP median and p95, ratio of p95s, result, check."""
     found = ratio(pair)
@@ -234,8 +217,8 @@ def cells(pair: Pair) -> list[str]:
     return [
         pair.request,
         pair.what,
-        *_side(pair.floor_side),
-        *_side(pair.api_side),
+        *pair.floor_side.cells(),
+        *pair.api_side.cells(),
         "-" if found is None else f"{found:.2f}x",
         verdict,
         pair.check,
@@ -259,11 +242,11 @@ def pair_json(pair: Pair) -> dict[str, Any]:
     }
 
 
-def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+def print_report(results: list[dict[str, Any]]) -> None:
     """A Markdown table per database."""
     for result in results:
         print(
-            f"\n### {result['db']}: {result['rows']:,} rows, {args.runs} timed runs each "
+            f"\n### {result['db']}: {result['rows']:,} rows, {result['runs']} timed runs each "
             f"(load average {result['load_average'][0]:.2f} -> {result['load_average'][1]:.2f})\n"
         )
         print(
@@ -278,10 +261,10 @@ def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> Non
             row = [
                 tool_result["tool"],
                 tool_result["what"],
-                _ms(rest["median_ms"]),
-                _ms(rest["p95_ms"]),
-                _ms(mcp["median_ms"]),
-                _ms(mcp["p95_ms"]),
+                ms_text(rest["median_ms"]),
+                ms_text(rest["p95_ms"]),
+                ms_text(mcp["median_ms"]),
+                ms_text(mcp["p95_ms"]),
                 "-" if found is None else f"{found:.2f}x",
                 verdict,
                 tool_result["check"],
@@ -305,43 +288,15 @@ def bench_database(
 
 
 def main() -> None:
-    """Parse the options, bench each database, report, write --json."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=["sqlite", "postgresql"], help="one database only")
-    add_dataset_options(parser)
-    parser.add_argument("--port", type=int, help="the server's port (default: a free one)")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        nargs="?",
-        const=AUTO,
-        metavar="OUT",
-        help="also write the numbers (default file: bench/results/mcp-<time>.json)",
+    """Parse the options, bench each database, report, write --json (harness.run_main)."""
+    run_main(
+        __doc__,
+        "mcp",
+        bench_database,
+        print_report,
+        lambda args: {"runs": args.runs, "warmup": args.warmup},
+        throughput=False,
     )
-    args = parser.parse_args()
-    if args.runs < 1 or args.warmup < 0:
-        parser.error("--runs must be at least 1, --warmup 0 or more")
-    results = []
-    with tempfile.TemporaryDirectory(prefix="ma-bench-mcp-") as tmp:
-        data = dataset(args, Path(tmp))
-        for name in ("sqlite", "postgresql"):
-            if args.only not in (None, name):
-                continue
-            try:
-                results.append(one_database(name, args, data, Path(tmp), bench_database))
-            except Exception as exc:  # report it and go on with the other database
-                print(f"{name}: {describe(exc)}", file=sys.stderr, flush=True)
-    print_report(results, args)
-    if args.json is not None:
-        out = args.json
-        if out == AUTO:
-            out = RESULTS / f"mcp-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        document = {"runs": args.runs, "warmup": args.warmup, "databases": results}
-        out.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
-        print(f"\nwrote {out}")
-    if not results:
-        raise SystemExit(1)
 
 
 if __name__ == "__main__":

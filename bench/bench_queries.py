@@ -555,21 +555,11 @@ def case_json(case: Case) -> dict[str, Any]:
 # --- report ------------------------------------------------------------------------------
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def _cells(side: Side) -> list[str]:
-    if side.error is not None:
-        return ["error: " + side.error.replace("|", "\\|"), "-"]
-    return [_ms(side.median), _ms(side.p95)]
-
-
 def row_cells(case: Case) -> list[str]:
     """query, ours median, ours p95, floor median, floor p95, p95 ratio."""
     ours, floor = case.ours_side.p95, case.floor_side.p95
     ratio = f"{ours / floor:.1f}" if ours is not None and floor else "-"
-    return [case.label, *_cells(case.ours_side), *_cells(case.floor_side), ratio]
+    return [case.label, *case.ours_side.cells(), *case.floor_side.cells(), ratio]
 
 
 def p95_of(result: dict[str, Any], name: str) -> float | None:

@@ -180,6 +180,17 @@ class Side:
         ordered = sorted(self.times_ms)
         return ordered[max(0, -(-95 * len(ordered) // 100) - 1)]
 
+    def cells(self) -> list[str]:
+        """Median and p95 as a Markdown table shows them, or the error and -."""
+        if self.error is not None:
+            return ["error: " + self.error.replace("|", "\\|"), "-"]
+        return [ms_text(self.median), ms_text(self.p95)]
+
+
+def ms_text(value: float | None) -> str:
+    """A time in ms with two decimals, or - for none."""
+    return "-" if value is None else f"{value:.2f}"
+
 
 def failing(exc: BaseException) -> Fetch:
     """A Fetch that raises exc: the query could not be set up."""

@@ -251,15 +251,23 @@ def run_main(
     bench: BenchOne,
     report: Callable[[list[dict[str, Any]]], None],
     meta: Callable[[argparse.Namespace], dict[str, Any]],
+    *,
+    throughput: bool = True,
 ) -> None:
     """A server benchmark's command line: parse the options, get each database (reused
     or loaded), bench it, print the report, write --json (bench/results/KIND-<time>.json
-    by default). Shared by bench_http.py and bench_api.py."""
+    by default). Shared by the server benchmarks; throughput: it has a throughput run
+    (--duration, --concurrency)."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--only", choices=["sqlite", "postgresql"], help="one database only")
     add_dataset_options(parser)
-    parser.add_argument("--duration", type=int, default=10, help="seconds of the throughput run")
-    parser.add_argument("--concurrency", type=int, default=4, help="clients in the throughput run")
+    if throughput:
+        parser.add_argument(
+            "--duration", type=int, default=10, help="seconds of the throughput run"
+        )
+        parser.add_argument(
+            "--concurrency", type=int, default=4, help="clients in the throughput run"
+        )
     parser.add_argument("--port", type=int, help="the server's port (default: a free one)")
     parser.add_argument(
         "--json",
@@ -270,8 +278,10 @@ def run_main(
         help=f"also write the numbers (default file: bench/results/{kind}-<time>.json)",
     )
     args = parser.parse_args()
-    if args.runs < 1 or args.warmup < 0 or args.duration < 1 or args.concurrency < 1:
-        parser.error("--runs, --duration and --concurrency must be at least 1, --warmup 0")
+    if args.runs < 1 or args.warmup < 0:
+        parser.error("--runs must be at least 1, --warmup 0 or more")
+    if throughput and (args.duration < 1 or args.concurrency < 1):
+        parser.error("--duration and --concurrency must be at least 1")
 
     results = []
     with tempfile.TemporaryDirectory(prefix=f"ma-bench-{kind}-") as tmp:
