@@ -34,6 +34,20 @@ _memories = LongTermMemory.__table__  # type: ignore[attr-defined]
 _events = MemoryEvent.__table__  # type: ignore[attr-defined]
 
 
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"},
+    },
+}
+"""A JSON-RPC initialize request as a client sends it first, for tests that write the
+protocol by hand."""
+
+
 @pytest.fixture(scope="module")
 def running_app(
     settings: Settings, engine: AsyncEngine, tmp_path_factory: pytest.TempPathFactory

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.factories import make_token, make_user
 from tests.mcp_support import (
+    INITIALIZE,
     TOOLS,
     call,
     events_of,
@@ -137,16 +138,6 @@ async def test_the_protocol_of_2026_works_as_well(running_app: Server, ann: Agen
         assert recalled["id"] == made["memory"]["id"]
 
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "test", "version": "1"},
-    },
-}
 ACCEPT = {"Accept": "application/json, text/event-stream"}
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.factories import make_memory, make_user
 from tests.mcp_support import (
+    INITIALIZE,
     TOOLS,
     WRITING,
     call,
@@ -104,16 +105,7 @@ async def test_standard_output_carries_only_the_protocol(
     await make_user(session, username="ann")
     parameters = stdio_parameters(database_url, "--user", "ann")
     messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "test", "version": "1"},
-            },
-        },
+        INITIALIZE,
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {
             "jsonrpc": "2.0",
