@@ -100,25 +100,23 @@ def _value(content: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"content": content}
 
 
+def _fields(memory: dict[str, Any]) -> dict[str, Any]:
+    """An item's fields from a memory as the API gives it."""
+    return {
+        "namespace": from_namespace(memory["namespace"]),
+        "key": memory["key"],
+        "value": _value(memory["content"]),
+        "created_at": memory["created_at"],
+        "updated_at": memory["updated_at"],
+    }
+
+
 def _item(memory: dict[str, Any]) -> Item:
-    return Item(
-        namespace=from_namespace(memory["namespace"]),
-        key=memory["key"],
-        value=_value(memory["content"]),
-        created_at=memory["created_at"],
-        updated_at=memory["updated_at"],
-    )
+    return Item(**_fields(memory))
 
 
 def _search_item(memory: dict[str, Any], score: float | None) -> SearchItem:
-    return SearchItem(
-        namespace=from_namespace(memory["namespace"]),
-        key=memory["key"],
-        value=_value(memory["content"]),
-        created_at=memory["created_at"],
-        updated_at=memory["updated_at"],
-        score=score,
-    )
+    return SearchItem(**_fields(memory), score=score)
 
 
 def _detail(response: httpx.Response) -> Any:
